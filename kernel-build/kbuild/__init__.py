@@ -1,0 +1,1 @@
+"""Build pipeline for the msharefs guest kernels (see kernel-build/build)."""
