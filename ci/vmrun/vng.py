@@ -1,0 +1,97 @@
+"""Running virtme-ng: the command line, output passthrough, and the timeout.
+
+Facts measured on these machines that shape this module:
+- vng needs no terminal, but its stdout must be a pipe it can write to; we copy the pipe
+  to our own stdout/stderr (and into files in the scratch directory).
+- Nested KVM hangs at "Decompressing Linux...", so TCG (--disable-kvm) is the default.
+- virtiofs needs a daemon we do not have here: --force-9p.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+
+@dataclass
+class VngSpec:
+    kernel: Path
+    script: Path
+    cwd: Path
+    cpus: int
+    memory: str
+    rwdirs: list[Path]
+    kvm: bool
+    extra_append: list[str]
+
+
+def vng_command(spec: VngSpec, vng: str = "vng") -> list[str]:
+    cmd = [vng, "--run", str(spec.kernel), "--force-9p", "--user", "root",
+           "--cpus", str(spec.cpus), "--memory", spec.memory, "--cwd", str(spec.cwd)]
+    if not spec.kvm:
+        cmd.append("--disable-kvm")
+    for d in spec.rwdirs:
+        cmd += ["--rwdir", str(d)]
+    for a in spec.extra_append:
+        cmd += ["--append", a]
+    cmd += ["--exec", f"sh {spec.script}"]
+    return cmd
+
+
+def _pump(src: BinaryIO, sinks: list[BinaryIO]) -> None:
+    # read1 returns what is available, so guest output appears as it is produced.
+    while chunk := src.read1(65536):  # type: ignore[attr-defined]
+        for sink in sinks:
+            sink.write(chunk)
+            sink.flush()
+
+
+@dataclass(frozen=True)
+class VngResult:
+    returncode: int | None  # None after a timeout kill
+    timed_out: bool
+    seconds: float
+
+
+def run(cmd: list[str], timeout: float, stdout_copy: Path, stderr_copy: Path) -> VngResult:
+    """Run vng in its own process group so a timeout can kill QEMU and all helpers."""
+    started = time.monotonic()
+    with stdout_copy.open("wb") as out_f, stderr_copy.open("wb") as err_f:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        assert proc.stdout is not None and proc.stderr is not None
+        pumps = [
+            threading.Thread(target=_pump, args=(proc.stdout, [sys.stdout.buffer, out_f])),
+            threading.Thread(target=_pump, args=(proc.stderr, [sys.stderr.buffer, err_f])),
+        ]
+        for t in pumps:
+            t.start()
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            kill_group(proc)
+        for t in pumps:
+            t.join(timeout=10)
+    return VngResult(None if timed_out else proc.returncode, timed_out,
+                     time.monotonic() - started)
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=5)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
