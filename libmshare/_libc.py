@@ -1,0 +1,150 @@
+"""The binding layer: the few libc calls and constants msharefs needs, via ctypes.
+
+Nothing here knows about names, mounts or regions; every failure becomes an
+exception from :mod:`libmshare.errors` with errno preserved.  ``open``/``pread``/
+``close`` come from :mod:`os`; only what :mod:`os` and :mod:`mmap` cannot do lives
+here (a mapping at a caller-chosen address, ``mount(2)``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+
+from .errors import MshareError, from_errno, from_oserror
+
+__all__ = [
+    "MAP_FAILED",
+    "MAP_FIXED",
+    "MAP_FIXED_NOREPLACE",
+    "MAP_NORESERVE",
+    "MAP_PRIVATE",
+    "MAP_SHARED",
+    "MNT_DETACH",
+    "MSHARE_INFO_SIZE",
+    "PROT_NONE",
+    "PROT_READ",
+    "PROT_WRITE",
+    "MshareInfo",
+    "mmap",
+    "mount",
+    "munmap",
+    "read_mshare_info",
+    "umount2",
+]
+
+# <asm-generic/mman-common.h>, <linux/mman.h>: identical on x86_64 and arm64.
+PROT_NONE = 0x0
+PROT_READ = 0x1
+PROT_WRITE = 0x2
+MAP_SHARED = 0x01
+MAP_PRIVATE = 0x02
+MAP_FIXED = 0x10
+MAP_NORESERVE = 0x4000
+MAP_FIXED_NOREPLACE = 0x100000  # Linux 4.17+
+MNT_DETACH = 0x2
+
+# (void *)-1 as ctypes hands a c_void_p result back to Python.
+MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+class MshareInfo(ctypes.Structure):
+    """``struct mshare_info { unsigned long start; unsigned long size; }``."""
+
+    _fields_ = [("start", ctypes.c_ulong), ("size", ctypes.c_ulong)]
+
+    def __repr__(self) -> str:
+        return f"MshareInfo(start={self.start:#x}, size={self.size:#x})"
+
+
+MSHARE_INFO_SIZE = ctypes.sizeof(MshareInfo)
+
+# dlopen(NULL): the interpreter's own global namespace, which includes the libc it was
+# linked against (glibc or musl) without guessing a soname.
+_libc = ctypes.CDLL(None, use_errno=True)
+
+_mmap = _libc.mmap
+_mmap.argtypes = [
+    ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long
+]
+_mmap.restype = ctypes.c_void_p
+
+_munmap = _libc.munmap
+_munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_munmap.restype = ctypes.c_int
+
+_mount = _libc.mount
+_mount.argtypes = [
+    ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p
+]
+_mount.restype = ctypes.c_int
+
+_umount2 = _libc.umount2
+_umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_umount2.restype = ctypes.c_int
+
+
+def _span(addr: int, length: int) -> str:
+    return f"{addr:#x}-{addr + length:#x}"
+
+
+def mmap(
+    addr: int, length: int, prot: int, flags: int, fd: int, offset: int = 0,
+    *, path: str | None = None,
+) -> int:
+    """mmap(2); returns the mapped address.
+
+    With ``MAP_FIXED_NOREPLACE`` a kernel older than 4.17 treats the address as a
+    hint; a mapping that lands elsewhere is undone and reported instead of being
+    returned, so callers can rely on "exactly there or an exception".
+    """
+    res = _mmap(addr or None, length, prot, flags, fd, offset)
+    if res is None or res == MAP_FAILED:
+        err = ctypes.get_errno()
+        what = "already in use" if err == errno.EEXIST else "requested"
+        raise from_errno(err, "mmap", path, f"window {_span(addr, length)} {what}")
+    if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) and res != addr:
+        _munmap(res, length)
+        raise MshareError(
+            0, f"mmap: kernel ignored MAP_FIXED_NOREPLACE (needs Linux 4.17+): asked for "
+            f"{addr:#x}, got {res:#x}", path,
+        )
+    return int(res)
+
+
+def munmap(addr: int, length: int) -> None:
+    if _munmap(addr, length) != 0:
+        err = ctypes.get_errno()
+        raise from_errno(err, "munmap", None, f"window {_span(addr, length)}")
+
+
+def mount(source: str, target: str, fstype: str, flags: int = 0, data: str | None = None) -> None:
+    raw = None if data is None else ctypes.c_char_p(os.fsencode(data))
+    if _mount(os.fsencode(source), os.fsencode(target), os.fsencode(fstype), flags, raw) != 0:
+        raise from_errno(ctypes.get_errno(), "mount", target, f"type {fstype}")
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    if _umount2(os.fsencode(target), flags) != 0:
+        raise from_errno(ctypes.get_errno(), "umount", target)
+
+
+def read_mshare_info(fd: int, path: str | None = None) -> MshareInfo | None:
+    """pread the 16-byte struct at offset 0; None if the region is not established.
+
+    The contract: before the first mmap every read gives 0 bytes, afterwards pread at
+    offset 0 gives the whole struct.  Anything in between is a kernel bug, reported
+    as EIO rather than guessed at.
+    """
+    try:
+        raw = os.pread(fd, MSHARE_INFO_SIZE, 0)
+    except OSError as e:
+        raise from_oserror(e, "read mshare_info", path) from None
+    if not raw:
+        return None
+    if len(raw) != MSHARE_INFO_SIZE:
+        raise from_errno(
+            errno.EIO, "read mshare_info", path, f"got {len(raw)} bytes, expected {MSHARE_INFO_SIZE}"
+        )
+    return MshareInfo.from_buffer_copy(raw)

@@ -1,0 +1,149 @@
+"""Reading the process's address map and picking a free aligned window in it.
+
+Every process that attaches a region maps it at the same address, so a good window is
+free not only here but in the region's future peers too.  The kernel puts each
+process's mmap area just below a randomised ``mmap_base`` near the top of the address
+space and grows it downwards.  The policy: the highest aligned window that is free in
+``/proc/self/maps`` and lies below the lowest ``mmap_base`` the kernel could give any
+process (its stack gap plus the full randomisation range), so that another process's
+libraries are unlikely to sit in it.  The heap grows up from low addresses, far away.
+
+The answer is only a candidate: another thread may map there first, which is why the
+caller maps with MAP_FIXED_NOREPLACE and retries on EEXIST.
+"""
+
+from __future__ import annotations
+
+import mmap as _pymmap
+import resource
+from dataclasses import dataclass
+
+from .errors import AddressRangeError, AlignmentError
+from .sizes import format_size
+
+__all__ = [
+    "TASK_SIZE",
+    "MapEntry",
+    "check_size",
+    "check_window",
+    "find_free_window",
+    "lowest_mmap_base",
+    "parse_maps",
+    "read_maps",
+]
+
+# x86_64 with 4-level paging: the top of the user address space (47 bits minus the
+# guard page).  5-level machines only hand out higher addresses on request.
+TASK_SIZE = 0x7FFFFFFFF000
+
+# arch/x86/mm/mmap.c: mmap_base = TASK_SIZE - gap - rnd, where gap is the stack
+# rlimit plus the stack's own randomisation (22 bits of pages) and guard gap, clamped.
+_MIN_STACK_GAP = 128 << 20
+_MAX_STACK_GAP = TASK_SIZE // 6 * 5
+_STACK_RND = 16 << 30
+_STACK_GUARD = 1 << 20
+_DEFAULT_MMAP_RND_BITS = 28  # x86_64 default; /proc/sys/vm/mmap_rnd_bits is root-only
+
+
+@dataclass(frozen=True)
+class MapEntry:
+    start: int
+    end: int
+    name: str
+
+
+def parse_maps(text: str) -> list[MapEntry]:
+    """Parse the text of ``/proc/PID/maps``."""
+    entries = []
+    for line in text.splitlines():
+        fields = line.split(maxsplit=5)
+        if not fields:
+            continue
+        lo, _, hi = fields[0].partition("-")
+        entries.append(MapEntry(int(lo, 16), int(hi, 16), fields[5] if len(fields) > 5 else ""))
+    return entries
+
+
+def read_maps() -> list[MapEntry]:
+    with open("/proc/self/maps", encoding="utf-8", errors="surrogateescape") as f:
+        return parse_maps(f.read())
+
+
+def _mmap_min_addr() -> int:
+    try:
+        with open("/proc/sys/vm/mmap_min_addr", encoding="ascii") as f:
+            return max(int(f.read()), _pymmap.PAGESIZE)
+    except (OSError, ValueError):
+        return 0x10000
+
+
+def _mmap_rnd_bits() -> int:
+    try:
+        with open("/proc/sys/vm/mmap_rnd_bits", encoding="ascii") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return _DEFAULT_MMAP_RND_BITS
+
+
+def lowest_mmap_base() -> int:
+    """A conservative estimate of the lowest mmap_base any process may get."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_STACK)
+    # With an unlimited stack the kernel uses the legacy bottom-up layout, whose mmap
+    # area starts low; only the stack then lives near the top.
+    rlimit = 0 if soft == resource.RLIM_INFINITY else soft
+    gap = min(max(rlimit + _STACK_RND + _STACK_GUARD, _MIN_STACK_GAP), _MAX_STACK_GAP)
+    return TASK_SIZE - gap - (1 << (_mmap_rnd_bits() + 12))
+
+
+def find_free_window(
+    size: int, align: int, entries: list[MapEntry] | None = None
+) -> int | None:
+    """Start of the highest free ``align``-aligned window of ``size`` bytes, or None."""
+    if entries is None:
+        entries = read_maps()
+    limit = lowest_mmap_base()
+    floor = _mmap_min_addr()
+    busy = sorted((e.start, e.end) for e in entries if e.start < TASK_SIZE)
+    start = (limit - size) // align * align
+    # Walk down from the top; each collision jumps below the mapping that caused it.
+    i = len(busy) - 1
+    while start >= floor:
+        end = start + size
+        while i >= 0 and busy[i][0] >= end:
+            i -= 1
+        if i < 0 or busy[i][1] <= start:
+            return start
+        start = (busy[i][0] - size) // align * align
+    return None
+
+
+def _describe(align: int) -> str:
+    return f"{align:#x} ({format_size(align)})"
+
+
+def check_size(size: int, align: int) -> None:
+    """Validate a region size before any system call."""
+    if size <= 0:
+        raise AlignmentError(
+            f"size {size} must be a positive multiple of the alignment {_describe(align)}"
+        )
+    if size % align:
+        up = -(-size // align) * align
+        raise AlignmentError(
+            f"size {size:#x} ({format_size(size)}) is not a multiple of the alignment "
+            f"{_describe(align)}; the next multiple is {format_size(up)}"
+        )
+
+
+def check_window(start: int, size: int, align: int) -> None:
+    """Validate a caller-supplied window before any system call."""
+    check_size(size, align)
+    if start <= 0 or start % align:
+        raise AlignmentError(
+            f"start {start:#x} is not a positive multiple of the alignment {_describe(align)}"
+        )
+    if start + size > TASK_SIZE:
+        raise AddressRangeError(
+            f"window {start:#x}-{start + size:#x} ends above the user address space limit "
+            f"{TASK_SIZE:#x} (alignment {_describe(align)})"
+        )

@@ -1,0 +1,203 @@
+"""Finding, mounting and describing msharefs.
+
+Test hook: if the environment variable ``LIBMSHARE_FAKE_MOUNT`` names a directory,
+that directory is used as the mount point and regions in it are *emulated* on the
+ordinary file system it lives on (see :mod:`libmshare._backend`).  It must hold an
+``mshare_info`` file like the real one, which lets host tests scale the 512 GiB
+alignment down.  It exists for tests on kernels without msharefs; leave it unset in
+real use.  It never changes :func:`kernel_supports`, which always describes the
+running kernel.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap as _pymmap
+import os
+import re
+from dataclasses import dataclass
+
+from . import _libc
+from .errors import (
+    MshareInfoError,
+    MsharePermissionError,
+    NotMountedError,
+    NotSupportedError,
+    from_oserror,
+)
+
+__all__ = [
+    "DEFAULT_MOUNT",
+    "FAKE_MOUNT_ENV",
+    "FSTYPE",
+    "INFO_FILE",
+    "Mount",
+    "alignment",
+    "ensure_mounted",
+    "find_mount",
+    "find_mounts",
+    "kernel_supports",
+    "mount",
+    "parse_mshare_info",
+    "read_alignment",
+    "resolve_mount",
+]
+
+DEFAULT_MOUNT = "/sys/fs/mshare"
+FSTYPE = "msharefs"
+INFO_FILE = "mshare_info"
+FAKE_MOUNT_ENV = "LIBMSHARE_FAKE_MOUNT"
+
+_PROC_FILESYSTEMS = "/proc/filesystems"
+_PROC_MOUNTS = "/proc/self/mounts"
+_INFO_RE = re.compile(rb"[1-9][0-9]*\n")
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A resolved mount point; ``emulated`` is True only for the test hook."""
+
+    path: str
+    emulated: bool = False
+
+
+def kernel_supports() -> bool:
+    """True if the running kernel registers msharefs.  Never raises."""
+    try:
+        with open(_PROC_FILESYSTEMS, encoding="ascii", errors="replace") as f:
+            return any(line.split()[-1:] == [FSTYPE] for line in f)
+    except OSError:
+        return False
+
+
+def _unescape(field: str) -> str:
+    # /proc/self/mounts writes space, tab, newline and backslash as \ooo.
+    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def find_mounts() -> list[str]:
+    """Every msharefs mount point of this process, in mount order."""
+    try:
+        with open(_PROC_MOUNTS, encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == FSTYPE:
+            found.append(_unescape(fields[1]))
+    return found
+
+
+def _fake_mount() -> str | None:
+    return os.environ.get(FAKE_MOUNT_ENV) or None
+
+
+def find_mount() -> str | None:
+    """The msharefs mount point to use, or None.  Prefers :data:`DEFAULT_MOUNT`."""
+    fake = _fake_mount()
+    if fake is not None:
+        return fake
+    mounts = find_mounts()
+    if DEFAULT_MOUNT in mounts:
+        return DEFAULT_MOUNT
+    return mounts[0] if mounts else None
+
+
+def _not_available(path: str) -> NotMountedError | NotSupportedError:
+    if not kernel_supports():
+        return NotSupportedError(
+            errno.ENODEV,
+            f"the running kernel ({os.uname().release}) has no msharefs "
+            f"(no {FSTYPE} in {_PROC_FILESYSTEMS}; it needs CONFIG_MSHARE=y)",
+        )
+    return NotMountedError(
+        errno.ENOENT,
+        "msharefs is not mounted here (mount it with 'mshare mount' as root, or "
+        f"'mount -t {FSTYPE} {FSTYPE} {DEFAULT_MOUNT}')",
+        path,
+    )
+
+
+def resolve_mount(mount: str | None = None) -> Mount:
+    """Turn a ``mount=`` argument into a checked :class:`Mount`.
+
+    None means :func:`find_mount`.  An explicit path must be an msharefs mount point
+    (or the test hook's directory): mapping an ordinary empty file instead would
+    fault with SIGBUS on first touch.
+    """
+    fake = _fake_mount()
+    if mount is None:
+        mount = find_mount()
+        if mount is None:
+            raise _not_available(DEFAULT_MOUNT)
+    if fake is not None and os.path.abspath(mount) == os.path.abspath(fake):
+        return Mount(os.path.abspath(mount), emulated=True)
+    path = os.path.abspath(mount)
+    if path not in find_mounts():
+        raise _not_available(path)
+    return Mount(path)
+
+
+def mount(path: str = DEFAULT_MOUNT) -> str:
+    """Mount msharefs at ``path`` unless it is mounted there already; returns ``path``.
+
+    Needs CAP_SYS_ADMIN; without it raises :class:`MsharePermissionError` saying so.
+    """
+    path = os.path.abspath(path)
+    if path in find_mounts():
+        return path
+    if not kernel_supports():
+        raise _not_available(path)
+    try:
+        _libc.mount(FSTYPE, path, FSTYPE)
+    except MsharePermissionError as e:
+        raise MsharePermissionError(
+            e.errno, "mount: mounting msharefs needs CAP_SYS_ADMIN (run as root)", path
+        ) from None
+    return path
+
+
+def ensure_mounted() -> str:
+    """The msharefs mount point, mounting it at :data:`DEFAULT_MOUNT` if needed."""
+    found = find_mount()
+    return found if found is not None else mount(DEFAULT_MOUNT)
+
+
+def parse_mshare_info(text: str | bytes) -> int:
+    """Parse the text of ``mshare_info``: decimal digits and one newline.
+
+    The value must be a power of two no smaller than the page size (a mapping
+    granule); anything else raises :class:`MshareInfoError` quoting the text.
+    """
+    raw = text.encode("ascii", "replace") if isinstance(text, str) else bytes(text)
+    if not _INFO_RE.fullmatch(raw):
+        raise MshareInfoError(
+            f"mshare_info text {raw[:64]!r} is not decimal digits followed by one newline"
+        )
+    value = int(raw)
+    if value & (value - 1) or not _pymmap.PAGESIZE <= value <= 1 << 63:
+        raise MshareInfoError(
+            f"mshare_info value {value} is not a power of two between the page size "
+            f"{_pymmap.PAGESIZE} and 2**63"
+        )
+    return value
+
+
+def alignment(mount: str | None = None) -> int:
+    """The alignment unit in bytes, read from ``<mount>/mshare_info``."""
+    return read_alignment(resolve_mount(mount).path)
+
+
+def read_alignment(mount_path: str) -> int:
+    """:func:`alignment` for a mount point already resolved."""
+    info = os.path.join(mount_path, INFO_FILE)
+    try:
+        with open(info, "rb") as f:
+            # Longer than any valid text (20 bytes for 2**63), so trailing junk is seen.
+            text = f.read(32)
+    except OSError as e:
+        raise from_oserror(e, "read", info) from None
+    return parse_mshare_info(text)
