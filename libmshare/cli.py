@@ -1,0 +1,202 @@
+"""The ``mshare`` command: inspect msharefs and manage regions from the shell.
+
+Exit status: 0 on success, 1 when the operation failed (one line on stderr, no
+traceback), 2 for a usage error.  ``--json`` prints one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import grp
+import json
+import pwd
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import __version__, fs
+from .region import RegionInfo, list_regions, stat, unlink
+from .region import create as create_region
+from .sizes import format_size, parse_address, parse_size
+
+__all__ = ["main"]
+
+Handler = Callable[[argparse.Namespace], Any]
+
+
+def _mode(text: str) -> int:
+    try:
+        value = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"mode {text!r} is not octal, e.g. 0600") from None
+    if not 0 <= value <= 0o7777:
+        raise argparse.ArgumentTypeError(f"mode {text!r} is outside 0000..7777")
+    return value
+
+
+def _argtype(parse: Callable[[str], int]) -> Callable[[str], int]:
+    # argparse turns ArgumentTypeError into a usage error naming the option.
+    def convert(text: str) -> int:
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return convert
+
+
+def _jsonable(data: Any) -> Any:
+    if isinstance(data, RegionInfo):
+        return {**dataclasses.asdict(data), "established": data.established}
+    if isinstance(data, list):
+        return [_jsonable(d) for d in data]
+    return data
+
+
+def _owner(uid: int, gid: int) -> str:
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except KeyError:
+        group = str(gid)
+    return f"{user}:{group}"
+
+
+def _geometry(info: RegionInfo) -> tuple[str, str]:
+    if info.start is None or info.size is None:
+        return "-", "-"
+    return f"{info.start:#x}", format_size(info.size)
+
+
+def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
+    found = args.mount or fs.find_mount()
+    m = fs.resolve_mount(found) if found else None
+    return {
+        "kernel_supports": fs.kernel_supports(),
+        "mount": m.path if m else None,
+        "emulated": m.emulated if m else False,
+        "alignment": fs.read_alignment(m.path) if m else None,
+    }
+
+
+def show_info(data: dict[str, Any]) -> None:
+    support = "yes" if data["kernel_supports"] else f"no (no {fs.FSTYPE} in /proc/filesystems)"
+    print(f"kernel support: {support}")
+    emulated = f" (emulated, {fs.FAKE_MOUNT_ENV} is set)" if data["emulated"] else ""
+    print(f"mount: {data['mount'] or 'not mounted'}{emulated}")
+    align = data["alignment"]
+    print(f"alignment: {f'{align} ({format_size(align)})' if align else 'unknown'}")
+
+
+def cmd_mount(args: argparse.Namespace) -> dict[str, Any]:
+    return {"mount": fs.mount(args.path)}
+
+
+def cmd_ls(args: argparse.Namespace) -> list[RegionInfo]:
+    return list_regions(args.mount)
+
+
+def show_ls(infos: list[RegionInfo]) -> None:
+    rows = [("NAME", "START", "SIZE", "MODE", "OWNER")]
+    for i in infos:
+        rows.append((i.name, *_geometry(i), f"{i.mode:04o}", _owner(i.uid, i.gid)))
+    widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def cmd_create(args: argparse.Namespace) -> RegionInfo:
+    region = create_region(
+        args.name, args.size, start=args.addr, round_up=args.round_up, mode=args.mode,
+        exist_ok=args.exist_ok, mount=args.mount,
+    )
+    # The region outlives this process: msharefs keeps it, with its data, until rm.
+    region.close()
+    return stat(region.name, region.mount)
+
+
+def show_region(info: RegionInfo) -> None:
+    start, size = _geometry(info)
+    print(f"name: {info.name}")
+    print(f"path: {info.path}")
+    print(f"start: {start}")
+    print(f"size: {size}{f' ({info.size} bytes)' if info.size is not None else ''}")
+    print(f"mode: {info.mode:04o}")
+    print(f"owner: {_owner(info.uid, info.gid)}")
+
+
+def cmd_stat(args: argparse.Namespace) -> RegionInfo:
+    return stat(args.name, args.mount)
+
+
+def cmd_rm(args: argparse.Namespace) -> dict[str, Any]:
+    unlink(args.name, args.mount)
+    return {"removed": args.name}
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON on stdout")
+    common.add_argument("--mount", metavar="DIR", help="msharefs mount point (default: found)")
+    p = argparse.ArgumentParser(
+        prog="mshare", description="Inspect msharefs and manage its regions."
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_: str, handler: Handler, show: Callable[[Any], None]) -> Any:
+        sp = sub.add_parser(name, parents=[common], help=help_, description=help_)
+        sp.set_defaults(handler=handler, show=show)
+        return sp
+
+    add("info", "kernel support, mount point and alignment", cmd_info, show_info)
+    sp = add("mount", "mount msharefs (needs CAP_SYS_ADMIN)", cmd_mount,
+             lambda d: print(d["mount"]))
+    sp.add_argument("path", nargs="?", default=fs.DEFAULT_MOUNT)
+    add("ls", "list regions", cmd_ls, show_ls)
+    sp = add("create", "create a region; it stays until 'mshare rm'", cmd_create, show_region)
+    sp.add_argument("name")
+    sp.add_argument("--size", required=True, type=_argtype(parse_size),
+                    help="bytes, or with a binary unit: 512G, 1T")
+    sp.add_argument("--addr", type=_argtype(parse_address), help="start address (hex or decimal)")
+    sp.add_argument("--mode", type=_mode, default=0o600, help="octal file mode (default 0600)")
+    sp.add_argument("--round-up", action="store_true",
+                    help="round --size up to a multiple of the alignment")
+    sp.add_argument("--exist-ok", action="store_true",
+                    help="succeed if a region of this name and size exists")
+    sp = add("stat", "show one region without mapping it", cmd_stat, show_region)
+    sp.add_argument("name")
+    sp = add("rm", "unlink a region", cmd_rm, lambda d: None)
+    sp.add_argument("name")
+    return p
+
+
+def _error_line(command: str, e: BaseException) -> str:
+    # libmshare's OSErrors already start with the operation ("unlink: ...").
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return f"{command}: {e}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        data = args.handler(args)
+    except (OSError, ValueError, BufferError) as e:
+        print(f"mshare: {_error_line(args.command, e)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if args.json:
+        print(json.dumps(_jsonable(data), indent=2, sort_keys=True))
+    else:
+        args.show(data)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
