@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if not kernel.is_file():
         say(f"no such kernel image: {kernel}")
         return status.INFRA
-    if shutil.which("vng") is None:
+    vng_path = vng.find_vng()
+    if vng_path is None:
         say("vng (virtme-ng) not found: run ci/setup")
         return status.INFRA
 
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                        kvm=kvm, extra_append=[])
     say(f"booting {kernel} with {'KVM' if kvm else 'TCG (no KVM; opt in with --kvm)'}, "
         f"{args.cpus} vCPUs, {args.memory}; scratch {scratch}")
-    result = vng.run(vng.vng_command(spec), args.timeout,
+    result = vng.run(vng.vng_command(spec, vng_path), args.timeout,
                      scratch / "vng-stdout.log", scratch / "vng-stderr.log")
 
     if result.timed_out:

@@ -13,11 +13,8 @@ from pathlib import Path
 # category -> patterns; case-sensitive, since the kernel's own casing tells "BUG:" headers
 # from words like "debug" and "kasan: KernelAddressSanitizer initialized".
 SPLAT_PATTERNS: dict[str, tuple[str, ...]] = {
-    "bug": (r"\bBUG: ", r"kernel BUG at ", r"\bBad page (state|map)\b",
-            r"\b(list_add|list_del) corruption\b", r"\brefcount_t: "),
-    "warning": (r"\bWARNING: ", r"------------\[ cut here \]------------"),
-    "oops": (r"\bOops\b", r"\bgeneral protection fault\b", r"\bUnable to handle kernel\b",
-             r"\bKernel panic\b", r"\bkernel stack overflow\b"),
+    # Specific reports first: "BUG: KASAN: ..." is kasan and "WARNING: possible circular
+    # locking ..." is lockdep, not the generic bug/warning they also match.
     "kasan": (r"\bKASAN: ",),
     "ubsan": (r"\bUBSAN: ",),
     "lockdep": (r"possible circular locking dependency", r"possible recursive locking",
@@ -29,6 +26,11 @@ SPLAT_PATTERNS: dict[str, tuple[str, ...]] = {
     "lockup": (r"\bsoft lockup\b", r"\bhard LOCKUP\b", r"\bself-detected stall\b",
                r"\bdetected stalls? on CPUs?", r"\bworkqueue lockup\b"),
     "kmemleak": (r"unreferenced object 0x", r"suspected memory leaks?\b"),
+    "bug": (r"\bBUG: ", r"kernel BUG at ", r"\bBad page (state|map)\b",
+            r"\b(list_add|list_del) corruption\b", r"\brefcount_t: "),
+    "oops": (r"\bOops\b", r"\bgeneral protection fault\b", r"\bUnable to handle kernel\b",
+             r"\bKernel panic\b", r"\bkernel stack overflow\b"),
+    "warning": (r"\bWARNING: ", r"------------\[ cut here \]------------"),
 }
 
 # Lines that contain a pattern's words but report no problem. Keep each one narrow.

@@ -9,6 +9,7 @@ Facts measured on these machines that shape this module:
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +30,14 @@ class VngSpec:
     rwdirs: list[Path]
     kvm: bool
     extra_append: list[str]
+
+
+def find_vng() -> str | None:
+    """vng from our own Python's bin directory first (a venv need not be on PATH)."""
+    beside = Path(sys.executable).parent / "vng"
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("vng")
 
 
 def vng_command(spec: VngSpec, vng: str = "vng") -> list[str]:

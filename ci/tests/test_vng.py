@@ -1,0 +1,49 @@
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vmrun import vng
+
+
+def test_command_line(tmp_path: Path) -> None:
+    spec = vng.VngSpec(kernel=Path("/k/bzImage"), script=Path("/s/guest.sh"), cwd=Path("/w"),
+                       cpus=2, memory="4G", rwdirs=[Path("/s"), Path("/x")], kvm=False,
+                       extra_append=[])
+    cmd = vng.vng_command(spec)
+    assert cmd[:3] == ["vng", "--run", "/k/bzImage"]
+    for flag in ("--force-9p", "--disable-kvm"):
+        assert flag in cmd
+    assert cmd[cmd.index("--cpus") + 1] == "2" and cmd[cmd.index("--memory") + 1] == "4G"
+    assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "--rwdir"] == ["/s", "/x"]
+    assert cmd[-2:] == ["--exec", "sh /s/guest.sh"]
+    spec.kvm = True
+    assert "--disable-kvm" not in vng.vng_command(spec)
+
+
+def test_output_is_copied_and_status_returned(tmp_path: Path) -> None:
+    res = vng.run([sys.executable, "-c", "import sys; print('out'); "
+                   "print('err', file=sys.stderr); sys.exit(5)"],
+                  30, tmp_path / "o", tmp_path / "e")
+    assert (res.returncode, res.timed_out) == (5, False)
+    assert (tmp_path / "o").read_text() == "out\n"
+    assert (tmp_path / "e").read_text() == "err\n"
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    pidfile = tmp_path / "grandchild"
+    # The grandchild stands in for QEMU under vng: it must die too.
+    script = f"sleep 300 & echo $! > {pidfile}; wait"
+    started = time.monotonic()
+    res = vng.run(["sh", "-c", script], 1.5, tmp_path / "o", tmp_path / "e")
+    assert res.timed_out and res.returncode is None
+    assert time.monotonic() - started < 20
+    pid = int(pidfile.read_text())
+    time.sleep(0.2)
+    try:
+        os.kill(pid, 0)
+        alive = Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except ProcessLookupError:
+        alive = False
+    assert not alive
