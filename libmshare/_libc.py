@@ -15,6 +15,7 @@ import os
 from .errors import MshareError, from_errno, from_oserror
 
 __all__ = [
+    "MAP_ANONYMOUS",
     "MAP_FAILED",
     "MAP_FIXED",
     "MAP_FIXED_NOREPLACE",
@@ -41,6 +42,7 @@ PROT_WRITE = 0x2
 MAP_SHARED = 0x01
 MAP_PRIVATE = 0x02
 MAP_FIXED = 0x10
+MAP_ANONYMOUS = 0x20
 MAP_NORESERVE = 0x4000
 MAP_FIXED_NOREPLACE = 0x100000  # Linux 4.17+
 MNT_DETACH = 0x2

@@ -1,0 +1,55 @@
+"""Fixtures for host tests of libmshare: no msharefs needed.
+
+``fake_mount`` points the ``LIBMSHARE_FAKE_MOUNT`` test hook at a fresh tmpfs
+directory whose ``mshare_info`` says 2 MiB, so regions are small shared files that
+child processes (which inherit the environment) see too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _hosthelp import FAKE_ALIGN, free_window
+
+from libmshare import _libc
+from libmshare.fs import FAKE_MOUNT_ENV
+
+
+def _tmpfs_dir() -> str | None:
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+@pytest.fixture
+def fake_mount(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="libmshare-test-", dir=_tmpfs_dir()))
+    (path / "mshare_info").write_text(f"{FAKE_ALIGN}\n")
+    monkeypatch.setenv(FAKE_MOUNT_ENV, str(path))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def memfd() -> Iterator[int]:
+    """A memfd sized to one fake alignment unit."""
+    fd = os.memfd_create("libmshare-test")
+    os.ftruncate(fd, FAKE_ALIGN)
+    yield fd
+    os.close(fd)
+
+
+@pytest.fixture
+def anon_block() -> Iterator[tuple[int, int]]:
+    """An anonymous mapping of one fake unit at a free aligned address (unmapped after)."""
+    start = free_window()
+    _libc.mmap(
+        start, FAKE_ALIGN, _libc.PROT_READ | _libc.PROT_WRITE,
+        _libc.MAP_PRIVATE | _libc.MAP_ANONYMOUS | _libc.MAP_FIXED_NOREPLACE, -1,
+    )
+    yield start, FAKE_ALIGN
+    _libc.munmap(start, FAKE_ALIGN)
+
