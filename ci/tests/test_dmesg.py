@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-
 from vmrun import dmesg
 
 DATA = Path(__file__).parent / "data"

@@ -14,7 +14,7 @@ def spec(tmp_path: Path, cmd: list[str]) -> guest.GuestSpec:
 
 def run(script: Path) -> int:
     return subprocess.run(["sh", str(script)], stdin=subprocess.DEVNULL,
-                          capture_output=True, timeout=60).returncode
+                          capture_output=True, timeout=60, check=False).returncode
 
 
 def test_status_is_recorded_and_returned(tmp_path: Path) -> None:
@@ -26,10 +26,9 @@ def test_status_is_recorded_and_returned(tmp_path: Path) -> None:
 
 def test_arguments_and_environment_survive_quoting(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    s = spec(tmp_path, ["sh", "-c",
-                        'printf "%s|" "$1" "$LIBMSHARE_GUEST" "$LIBMSHARE_PYTHON" "$EXTRA" '
-                        '"$PYTHONPATH" "$(pwd)" > "$2"; [ -d "$TMPDIR" ]',
-                        "_", "a b 'c' $HOME", str(out)])
+    shell = ('printf "%s|" "$1" "$LIBMSHARE_GUEST" "$LIBMSHARE_PYTHON" "$EXTRA" '
+             '"$PYTHONPATH" "$(pwd)" > "$2"; [ -d "$TMPDIR" ]')
+    s = spec(tmp_path, ["sh", "-c", shell, "_", "a b 'c' $HOME", str(out)])
     assert run(guest.write(s)) == 0
     fields = out.read_text().split("|")
     assert fields[:4] == ["a b 'c' $HOME", "1", "/opt/py/bin/python3", "it's"]

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from vmrun import status
 
 VM_RUN = Path(__file__).resolve().parents[1] / "vm-run"
@@ -17,7 +16,7 @@ pytestmark = pytest.mark.skipif(not KERNEL, reason="set LIBMSHARE_VM_KERNEL=bzIm
 def vm_run(*cmd: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(VM_RUN), "--kernel", str(KERNEL),
                            "--timeout", str(timeout), "--", *cmd],
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
                           timeout=timeout + 120)
 
 

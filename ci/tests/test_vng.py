@@ -1,5 +1,4 @@
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,8 +22,8 @@ def test_command_line(tmp_path: Path) -> None:
 
 
 def test_output_is_copied_and_status_returned(tmp_path: Path) -> None:
-    res = vng.run([sys.executable, "-c", "import sys; print('out'); "
-                   "print('err', file=sys.stderr); sys.exit(5)"],
+    code = "import sys; print('out'); print('err', file=sys.stderr); sys.exit(5)"
+    res = vng.run([sys.executable, "-c", code],
                   30, tmp_path / "o", tmp_path / "e")
     assert (res.returncode, res.timed_out) == (5, False)
     assert (tmp_path / "o").read_text() == "out\n"

@@ -34,7 +34,8 @@ def cache_root() -> Path:
 def build_kernel(flavor: str, mshare: str) -> Path | None:
     """kernel-build/build's last stdout line is the bzImage path; its stderr passes through."""
     proc = subprocess.run([sys.executable, str(BUILD), "--flavor", flavor, "--mshare", mshare],
-                          stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+                          stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                          check=False)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         say(f"kernel build failed (status {proc.returncode})")

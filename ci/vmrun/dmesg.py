@@ -40,9 +40,9 @@ BENIGN_PATTERNS: tuple[str, ...] = (
     # CPU vulnerability notices, e.g. "RETBleed: WARNING: Spectre v2 mitigation leaves
     # CPU vulnerable to RETBleed attacks, data leaks possible!"; they depend on the host
     # CPU model, not on our kernel.
-    r"\b(Spectre V[12]|RETBleed|MDS|MMIO Stale Data|TAA|SRBDS|GDS|ITS|VMSCAPE"
-    r"|Speculative Store Bypass|Speculative Return Stack Overflow|Register File Data "
-    r"Sampling|x86/bugs)\s*: ",
+    (r"\b(Spectre V[12]|RETBleed|MDS|MMIO Stale Data|TAA|SRBDS|GDS|ITS|VMSCAPE"
+     r"|Speculative Store Bypass|Speculative Return Stack Overflow|Register File Data "
+     r"Sampling|x86/bugs)\s*: "),
     r"Spectre V2 : WARNING: Unprivileged eBPF",
 )
 

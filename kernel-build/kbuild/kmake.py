@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import TextIO
+from typing import Self, TextIO
 
 # Same CC as the lead's development tree, so both share one ccache: kbuild passes relative
 # paths, so with CCACHE_BASEDIR set to the tree the hashes match between trees.
@@ -67,7 +67,7 @@ class Progress:
                 self.compiled += 1
             self.last_step = f"{m.group(1)} {m.group(2)}"
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Self:
         self._thread = threading.Thread(target=self._tick, daemon=True)
         self._thread.start()
         return self

@@ -8,10 +8,11 @@ def key(tmp_path: Path, **over: object) -> str:
     frag = tmp_path / "base"
     if not frag.exists():
         frag.write_text("CONFIG_A=y\n")
-    args: dict[str, object] = dict(
-        source_ident="linux-source-6.12=6.12.117-1 sha256=ab", series=[], series_text="",
-        fragments=[frag], flavor="debug", mshare=True, compiler="gcc 12.2.0",
-    )
+    args: dict[str, object] = {
+        "source_ident": "linux-source-6.12=6.12.117-1 sha256=ab", "series": [],
+        "series_text": "", "fragments": [frag], "flavor": "debug", "mshare": True,
+        "compiler": "gcc 12.2.0",
+    }
     args.update(over)
     return compute_key(**args)  # type: ignore[arg-type]
 

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from kbuild import cli, source
 
 BUILD = Path(__file__).resolve().parents[1] / "build"
@@ -57,7 +56,7 @@ def test_warm_call_prints_only_the_cached_path(
 
 def test_tree_that_is_not_a_kernel_fails_cleanly(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(BUILD), "--tree", str(tmp_path)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert "does not look like a kernel tree" in proc.stderr

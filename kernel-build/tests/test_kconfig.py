@@ -1,10 +1,9 @@
 from pathlib import Path
 
 import pytest
-
 from kbuild import kconfig
-from kbuild.flavors import fragment_names, fragment_paths
 from kbuild.cli import CONFIG_DIR
+from kbuild.flavors import fragment_names, fragment_paths
 
 
 def test_parse_set_unset_and_values() -> None:
