@@ -24,7 +24,7 @@ def test_command_line(tmp_path: Path) -> None:
 def test_output_is_copied_and_status_returned(tmp_path: Path) -> None:
     code = "import sys; print('out'); print('err', file=sys.stderr); sys.exit(5)"
     res = vng.run([sys.executable, "-c", code],
-                  30, tmp_path / "o", tmp_path / "e")
+                  30, tmp_path / "o", tmp_path / "e", tmp_path / "c")
     assert (res.returncode, res.timed_out) == (5, False)
     assert (tmp_path / "o").read_text() == "out\n"
     assert (tmp_path / "e").read_text() == "err\n"
@@ -35,7 +35,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     # The grandchild stands in for QEMU under vng: it must die too.
     script = f"sleep 300 & echo $! > {pidfile}; wait"
     started = time.monotonic()
-    res = vng.run(["sh", "-c", script], 1.5, tmp_path / "o", tmp_path / "e")
+    res = vng.run(["sh", "-c", script], 1.5, tmp_path / "o", tmp_path / "e", tmp_path / "c")
     assert res.timed_out and res.returncode is None
     assert time.monotonic() - started < 20
     pid = int(pidfile.read_text())

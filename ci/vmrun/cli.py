@@ -122,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
                        kvm=kvm, extra_append=[])
     say(f"booting {kernel} with {'KVM' if kvm else 'TCG (no KVM; opt in with --kvm)'}, "
         f"{args.cpus} vCPUs, {args.memory}; scratch {scratch}")
+    console_log = scratch / "console.log"
     result = vng.run(vng.vng_command(spec, vng_path), args.timeout,
-                     scratch / "vng-stdout.log", scratch / "vng-stderr.log")
+                     scratch / "vng-stdout.log", scratch / "vng-stderr.log", console_log)
 
     if result.timed_out:
         say(f"TIMEOUT: the guest did not finish within {args.timeout:.0f} s; "
@@ -132,13 +133,15 @@ def main(argv: list[str] | None = None) -> int:
         cmd_status = status.parse_status_file((scratch / guest.STATUS_FILE).read_text())
     except OSError:
         cmd_status = None
-    logs = [scratch / guest.DMESG_FILE, scratch / guest.KMEMLEAK_FILE]
-    findings = dmesg.scan_files(logs)
     if (scratch / guest.DMESG_FILE).is_file():
+        logs = [scratch / guest.DMESG_FILE, scratch / guest.KMEMLEAK_FILE]
         say(f"guest dmesg: {scratch / guest.DMESG_FILE}")
-    elif not result.timed_out:
+    else:
+        # A panic or a hang leaves no dmesg file; the serial console has what was printed.
+        logs = [console_log]
         say(f"no dmesg came back (vng status {result.returncode}); "
-            f"vng output is in {scratch}")
+            f"guest console: {console_log}")
+    findings = dmesg.scan_files(logs)
     if findings:
         report_splats(findings, logs)
     if cmd_status is None and not result.timed_out:

@@ -17,7 +17,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
+
+from .console import ConsoleSplitter
 
 
 @dataclass
@@ -41,7 +43,8 @@ def find_vng() -> str | None:
 
 
 def vng_command(spec: VngSpec, vng: str = "vng") -> list[str]:
-    cmd = [vng, "--run", str(spec.kernel), "--force-9p", "--user", "root",
+    # --verbose: the kernel console on vng's stderr, at loglevel 7 (see console.py).
+    cmd = [vng, "--run", str(spec.kernel), "--force-9p", "--user", "root", "--verbose",
            "--cpus", str(spec.cpus), "--memory", spec.memory, "--cwd", str(spec.cwd)]
     if not spec.kvm:
         cmd.append("--disable-kvm")
@@ -53,7 +56,12 @@ def vng_command(spec: VngSpec, vng: str = "vng") -> list[str]:
     return cmd
 
 
-def _pump(src: BinaryIO, sinks: list[BinaryIO]) -> None:
+class Sink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+    def flush(self) -> None: ...
+
+
+def _pump(src: BinaryIO, sinks: list[Sink]) -> None:
     # read1 returns what is available, so guest output appears as it is produced.
     while chunk := src.read1(65536):  # type: ignore[attr-defined]
         for sink in sinks:
@@ -68,16 +76,23 @@ class VngResult:
     seconds: float
 
 
-def run(cmd: list[str], timeout: float, stdout_copy: Path, stderr_copy: Path) -> VngResult:
-    """Run vng in its own process group so a timeout can kill QEMU and all helpers."""
+def run(cmd: list[str], timeout: float, stdout_copy: Path, stderr_copy: Path,
+        console_log: Path) -> VngResult:
+    """Run vng in its own process group so a timeout can kill QEMU and all helpers.
+
+    stdout is copied to ours and to stdout_copy; stderr to stderr_copy, and, split by
+    ConsoleSplitter, kernel console lines to console_log and the rest to our stderr.
+    """
     started = time.monotonic()
-    with stdout_copy.open("wb") as out_f, stderr_copy.open("wb") as err_f:
+    with stdout_copy.open("wb") as out_f, stderr_copy.open("wb") as err_f, \
+            console_log.open("wb") as con_f:
+        splitter = ConsoleSplitter(con_f, [sys.stderr.buffer])
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True)
         assert proc.stdout is not None and proc.stderr is not None
         pumps = [
             threading.Thread(target=_pump, args=(proc.stdout, [sys.stdout.buffer, out_f])),
-            threading.Thread(target=_pump, args=(proc.stderr, [sys.stderr.buffer, err_f])),
+            threading.Thread(target=_pump, args=(proc.stderr, [err_f, splitter])),
         ]
         for t in pumps:
             t.start()
@@ -89,6 +104,7 @@ def run(cmd: list[str], timeout: float, stdout_copy: Path, stderr_copy: Path) ->
             kill_group(proc)
         for t in pumps:
             t.join(timeout=10)
+        splitter.close()
     return VngResult(None if timed_out else proc.returncode, timed_out,
                      time.monotonic() - started)
 
