@@ -1,0 +1,135 @@
+"""Fixtures and policy for the guest suite (selftests/mshare).
+
+- On a kernel without msharefs the suite skips with one reason, unless LIBMSHARE_GUEST=1
+  (ci/vm-run: "this is our kernel"), where a missing msharefs fails every test.
+- msharefs is mounted at /sys/fs/mshare if it is not (once, under a lock shared by the
+  xdist workers).
+- @pytest.mark.serial: the test reads or changes system-wide state (memory baselines,
+  mounts, core_pattern, compaction); selftests/run runs those in a second phase alone.
+- @pytest.mark.needs_config("CONFIG_X"): skipped with a "kernel config:" reason when the
+  running kernel's /proc/config.gz has the option off (the only skip allowed in the guest).
+- @pytest.mark.timeout(seconds): per-test watchdog (SIGALRM), 300 s by default.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from types import FrameType
+
+import harness
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_TIMEOUT = 300
+NO_MSHAREFS = ("msharefs is not available in this kernel (no 'msharefs' in "
+               "/proc/filesystems): the suite runs in a guest booted from our kernel "
+               "through ci/vm-run")
+
+_db = DirectoryBasedExampleDatabase(str(harness.scratch().parent / "hypothesis"))
+settings.register_profile(
+    "ci", max_examples=20, stateful_step_count=20, deadline=None, database=_db,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    print_blob=True)
+settings.register_profile(
+    "long", max_examples=10_000, stateful_step_count=40, deadline=None, database=_db,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    print_blob=True)
+settings.load_profile("ci")  # --hypothesis-profile=long overrides this
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "serial: system-wide state; runs alone in phase 2")
+    config.addinivalue_line("markers", "needs_config(option): kernel config option needed")
+    config.addinivalue_line("markers", "timeout(seconds): per-test watchdog")
+
+
+def _ours(item: pytest.Item) -> bool:
+    return HERE in Path(str(item.path)).resolve().parents
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if harness.kernel_has_msharefs() or harness.GUEST:
+        return
+    skip = pytest.mark.skip(reason=NO_MSHAREFS)
+    for item in items:
+        if _ours(item):
+            item.add_marker(skip)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("needs_config"):
+        for option in mark.args:
+            if harness.config_enabled(option) is False:
+                pytest.skip(f"kernel config: {option} is not set")
+
+
+class TestTimeout(Exception):
+    pass
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    mark = item.get_closest_marker("timeout")
+    seconds = int(mark.args[0]) if mark else DEFAULT_TIMEOUT
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        def on_alarm(signum: int, frame: FrameType | None) -> None:
+            raise TestTimeout(f"{item.nodeid} ran longer than {seconds} s")
+        old = signal.signal(signal.SIGALRM, on_alarm)
+        signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        if main:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture(scope="session")
+def msharefs() -> str:
+    """The msharefs mount point, mounted if needed; fails in the guest when missing."""
+    if not harness.kernel_has_msharefs():
+        if harness.GUEST:
+            pytest.fail("LIBMSHARE_GUEST=1 but " + NO_MSHAREFS, pytrace=False)
+        pytest.skip(NO_MSHAREFS)
+    harness.ensure_mounted()
+    return harness.MOUNT
+
+
+@pytest.fixture(autouse=True)
+def _needs_msharefs(request: pytest.FixtureRequest) -> None:
+    if _ours(request.node):
+        request.getfixturevalue("msharefs")
+
+
+@pytest.fixture
+def align(msharefs: str) -> int:
+    return harness.alignment()
+
+
+@pytest.fixture
+def regions(msharefs: str) -> Iterator[harness.Regions]:
+    rs = harness.Regions()
+    try:
+        yield rs
+    finally:
+        rs.cleanup()
+
+
+@pytest.fixture
+def region(regions: harness.Regions) -> harness.Region:
+    """One established single-unit region, created by this process."""
+    return regions.create()
+
+
+@pytest.fixture
+def workdir() -> Path:
+    d = harness.scratch() / f"t{os.getpid()}"
+    d.mkdir(exist_ok=True)
+    return d
