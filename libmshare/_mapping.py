@@ -8,13 +8,17 @@ reach the memory.  How it knows, in CPython:
 * The exporter is a ctypes array laid over the mapping.  Every independent buffer
   taken from it (``memoryview(buf.obj)``, ...) holds a reference to it.
 * The view handed out (``buf``) and everything derived from it (slices, ``cast``,
-  ``toreadonly``, ``memoryview(buf)``) share one ``managedbuffer`` and each hold a
-  reference to it.
+  ``toreadonly``, ``memoryview(buf)``) register on one ``managedbuffer``, whose
+  ``exports`` field counts the live ones (a released slice no longer counts).
+  That field is read at a fixed offset; the offset is checked against known
+  behaviour at import, and if it does not hold (a debug or future build) the
+  managedbuffer's reference count is used instead, which also counts released
+  slices until they are dropped: safe, only stricter.
 * Consumers of ``buf``'s own buffer (``numpy.frombuffer(buf)``, ...) make
   ``buf.release()`` raise ``BufferError``.
 
-Counting the references of the first two against their values at creation, then
-releasing ``buf``, covers all three without touching the memory.
+Counting the first two against their values at creation, then releasing ``buf``,
+covers all three without touching the memory.
 
 If the mapping is dropped without ``close()`` while slices are alive, the unmapping
 waits: a finalizer on the ctypes array runs munmap when its last user goes away.
@@ -39,6 +43,42 @@ def _window_type(size: int) -> type[ctypes.Array[ctypes.c_ubyte]]:
     # A subclass, because plain ctypes arrays do not support weak references.
     base: type[ctypes.Array[ctypes.c_ubyte]] = ctypes.c_ubyte * size
     return type(f"_Window{size:#x}", (base,), {})
+
+
+def _managed_buffer(view: memoryview) -> object:
+    (mbuf,) = gc.get_referents(view)
+    return mbuf
+
+
+# CPython's _PyManagedBufferObject: PyObject_HEAD; int flags; Py_ssize_t exports; ...
+_SSIZE = ctypes.sizeof(ctypes.c_ssize_t)
+_EXPORTS_OFFSET = 3 * _SSIZE
+
+
+def _exports_field(view: memoryview) -> int:
+    return ctypes.c_ssize_t.from_address(id(_managed_buffer(view)) + _EXPORTS_OFFSET).value
+
+
+def _refcount_estimate(view: memoryview) -> int:
+    # One reference per view registered on the managedbuffer, plus getrefcount's own
+    # argument and the temporary from _managed_buffer.
+    return sys.getrefcount(_managed_buffer(view)) - 2
+
+
+def _exports_field_works() -> bool:
+    """Check the field's offset against behaviour we know, before trusting it."""
+    if sys.implementation.name != "cpython":
+        return False
+    probe = memoryview(bytearray(8))
+    counts = [_exports_field(probe)]
+    part = probe[2:4]
+    counts.append(_exports_field(probe))
+    part.release()
+    counts.append(_exports_field(probe))
+    return counts == [1, 2, 1]
+
+
+_view_count = _exports_field if _exports_field_works() else _refcount_estimate
 
 
 class FixedMapping:
@@ -70,10 +110,9 @@ class FixedMapping:
         return view.toreadonly() if self.readonly else view
 
     def _refs(self) -> tuple[int, int]:
-        """(references to the exporter, references to buf's managedbuffer)."""
-        (mbuf,) = gc.get_referents(self._view)
-        # -1: the local name `mbuf` above.
-        return sys.getrefcount(self._arr), sys.getrefcount(mbuf) - 1
+        """(references to the exporter, views registered on buf's managedbuffer)."""
+        assert self._view is not None
+        return sys.getrefcount(self._arr), _view_count(self._view)
 
     @property
     def closed(self) -> bool:
