@@ -1,0 +1,239 @@
+"""Operations that would change a region's VMA or its shared page tables are refused
+with EINVAL (mremap growth may get EFAULT from the core first) and change nothing:
+same VMA, same data, and re-reading the populated pages takes no page fault."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import harness
+import kapi
+import pytest
+
+PAGE = kapi.PAGE
+NPAGES = 4
+
+
+@dataclass
+class Populated:
+    r: harness.Region
+    reader: kapi.StrideReader
+    v: memoryview
+
+    def data(self) -> list[bytes]:
+        return [self.r.peek(i * PAGE, 16) for i in range(NPAGES)]
+
+
+@pytest.fixture
+def pop(region: harness.Region) -> Iterator[Populated]:
+    """A region whose first NPAGES pages hold data and are mapped (no fault on re-read)."""
+    for i in range(NPAGES):
+        region.poke(i * PAGE, harness.pattern(i, 16))
+    reader = kapi.StrideReader(NPAGES * PAGE)
+    v = region.view(0, NPAGES * PAGE)
+    reader.read(v)
+    reader.read(v)
+    p = Populated(region, reader, v)
+    yield p
+    v.release()
+
+
+def assert_unchanged(p: Populated, perms: str = "rw-s") -> None:
+    r = p.r
+    vma = kapi.vma_at(r.start)
+    assert vma is not None, "region mapping is gone"
+    assert (vma.start, vma.end, vma.perms) == (r.start, r.start + r.size, perms), \
+        "region VMA was split, moved or changed"
+    before = kapi.minflt()
+    p.reader.read(p.v)
+    faults = kapi.minflt() - before
+    assert faults == 0, f"re-reading {NPAGES} populated pages took {faults} faults: " \
+        "the refused call zapped page table entries"
+    assert p.data() == [harness.pattern(i, 16) for i in range(NPAGES)]
+    if "w" in perms:
+        r.poke(0, harness.pattern(0, 16))
+
+
+def expect_errno(fn: Callable[..., object], *args: object,
+                 allowed: tuple[int | None, ...] = (errno.EINVAL,)) -> None:
+    got = harness.errno_of(fn, *args)
+    assert got in allowed, f"expected {[_name(e) for e in allowed]}, got {_name(got)}"
+
+
+def _name(e: int | None) -> str:
+    return "success" if e is None else errno.errorcode.get(e, str(e))
+
+
+# ---------------------------------------------------------------- mprotect
+
+@pytest.mark.parametrize("prot", [kapi.PROT_READ, kapi.PROT_NONE], ids=["read", "none"])
+def test_mprotect_whole_region_einval(pop: Populated, prot: int) -> None:
+    expect_errno(kapi.mprotect, pop.r.start, pop.r.size, prot)
+    assert_unchanged(pop)
+
+
+def test_mprotect_part_of_region_einval(pop: Populated) -> None:
+    expect_errno(kapi.mprotect, pop.r.start, PAGE, kapi.PROT_READ)
+    assert_unchanged(pop)
+
+
+def test_mprotect_add_exec_einval(pop: Populated) -> None:
+    expect_errno(kapi.mprotect, pop.r.start, pop.r.size,
+                 kapi.PROT_READ | kapi.PROT_WRITE | kapi.PROT_EXEC)
+    assert_unchanged(pop)
+
+
+def test_readonly_attach_cannot_be_made_writable(region: harness.Region) -> None:
+    def body() -> tuple[int | None, int | None]:
+        kapi.munmap(region.start, region.size)
+        fd = os.open(region.path, os.O_RDONLY)
+        kapi.mmap(region.start, region.size, kapi.PROT_READ,
+                  kapi.MAP_SHARED | kapi.MAP_FIXED_NOREPLACE, fd)
+        err = harness.errno_of(kapi.mprotect, region.start, region.size, harness.RW)
+        write_sig = harness.death_signal(kapi.poke, region.start, b"x")
+        return err, write_sig
+
+    err, write_sig = harness.in_child(body)
+    assert err in (errno.EACCES, errno.EINVAL)
+    assert write_sig == signal.SIGSEGV
+    assert region.peek(0, 1) == b"\0"
+
+
+# ---------------------------------------------------------------- munmap / MAP_FIXED
+
+@pytest.mark.parametrize("where", ["head", "middle", "tail"])
+def test_partial_munmap_einval(pop: Populated, where: str) -> None:
+    off = {"head": 0, "middle": pop.r.size // 2, "tail": pop.r.size - PAGE}[where]
+    expect_errno(kapi.munmap, pop.r.start + off, PAGE)
+    assert_unchanged(pop)
+
+
+def test_partial_munmap_of_populated_pages_einval(pop: Populated) -> None:
+    expect_errno(kapi.munmap, pop.r.start, NPAGES * PAGE)
+    assert_unchanged(pop)
+
+
+# ---------------------------------------------------------------- mremap
+
+def test_mremap_move_einval(pop: Populated) -> None:
+    dest = harness.take_window()
+    expect_errno(kapi.mremap, pop.r.start, pop.r.size, pop.r.size,
+                 kapi.MREMAP_MAYMOVE | kapi.MREMAP_FIXED, dest)
+    assert kapi.vma_at(dest) is None
+    assert_unchanged(pop)
+
+
+def test_mremap_grow_fails(pop: Populated) -> None:
+    expect_errno(kapi.mremap, pop.r.start, pop.r.size, 2 * pop.r.size, 0,
+                 allowed=(errno.EINVAL, errno.EFAULT))
+    assert_unchanged(pop)
+
+
+def test_mremap_grow_with_maymove_fails(pop: Populated) -> None:
+    expect_errno(kapi.mremap, pop.r.start, pop.r.size, 2 * pop.r.size, kapi.MREMAP_MAYMOVE,
+                 allowed=(errno.EINVAL, errno.EFAULT))
+    assert_unchanged(pop)
+
+
+def test_mremap_shrink_einval(pop: Populated) -> None:
+    expect_errno(kapi.mremap, pop.r.start, pop.r.size, pop.r.size // 2, 0)
+    assert_unchanged(pop)
+
+
+def test_mremap_duplicate_with_zero_old_len_einval(pop: Populated) -> None:
+    """old_len 0 on a shared mapping would create a second mapping of the same memory."""
+    dest = harness.take_window()
+    expect_errno(kapi.mremap, pop.r.start, 0, pop.r.size,
+                 kapi.MREMAP_MAYMOVE | kapi.MREMAP_FIXED, dest)
+    assert kapi.vma_at(dest) is None
+    assert_unchanged(pop)
+
+
+# ---------------------------------------------------------------- madvise
+
+TABLE_CHANGING = {
+    "dontneed": kapi.MADV_DONTNEED,
+    "dontneed_locked": kapi.MADV_DONTNEED_LOCKED,
+    "free": kapi.MADV_FREE,
+    "remove": kapi.MADV_REMOVE,
+    "pageout": kapi.MADV_PAGEOUT,
+    "cold": kapi.MADV_COLD,
+    "collapse": kapi.MADV_COLLAPSE,
+    "wipeonfork": kapi.MADV_WIPEONFORK,
+}
+
+
+@pytest.mark.parametrize("advice", list(TABLE_CHANGING.values()), ids=list(TABLE_CHANGING))
+def test_madvise_that_changes_page_tables_einval(pop: Populated, advice: int) -> None:
+    expect_errno(kapi.madvise, pop.r.start, NPAGES * PAGE, advice)
+    assert_unchanged(pop)
+
+
+def test_madvise_dontneed_whole_region_einval(pop: Populated) -> None:
+    expect_errno(kapi.madvise, pop.r.start, pop.r.size, kapi.MADV_DONTNEED)
+    assert_unchanged(pop)
+
+
+def test_madvise_dontneed_from_another_sharer_einval(pop: Populated) -> None:
+    """A sharer's refused DONTNEED must not zap the tables everybody uses."""
+    got = harness.in_child(lambda: harness.errno_of(
+        kapi.madvise, pop.r.start, NPAGES * PAGE, kapi.MADV_DONTNEED))
+    assert got == errno.EINVAL
+    assert_unchanged(pop)
+
+
+HINTS = {
+    "normal": kapi.MADV_NORMAL,
+    "random": kapi.MADV_RANDOM,
+    "sequential": kapi.MADV_SEQUENTIAL,
+    "willneed": kapi.MADV_WILLNEED,
+}
+
+
+@pytest.mark.parametrize("advice", list(HINTS.values()), ids=list(HINTS))
+def test_madvise_pure_hint_succeeds_or_einval_and_changes_nothing(
+        pop: Populated, advice: int) -> None:
+    expect_errno(kapi.madvise, pop.r.start, pop.r.size, advice, allowed=(errno.EINVAL, None))
+    assert_unchanged(pop)
+
+
+def test_madvise_vma_flag_on_part_einval(pop: Populated) -> None:
+    """DONTFORK on one page would split the VMA."""
+    expect_errno(kapi.madvise, pop.r.start, PAGE, kapi.MADV_DONTFORK)
+    assert_unchanged(pop)
+
+
+@pytest.mark.parametrize("advice", [kapi.MADV_POPULATE_READ, kapi.MADV_POPULATE_WRITE],
+                         ids=["populate_read", "populate_write"])
+def test_madvise_populate_works_or_einval(pop: Populated, advice: int) -> None:
+    off = 64 * PAGE  # not yet populated
+    expect_errno(kapi.madvise, pop.r.start + off, 2 * PAGE, advice,
+                 allowed=(errno.EINVAL, None))
+    assert pop.r.peek(off, 16) == b"\0" * 16
+    assert_unchanged(pop)
+
+
+def test_mlock_of_part_works_or_einval_without_split(pop: Populated) -> None:
+    err = harness.errno_of(kapi.mlock, pop.r.start, NPAGES * PAGE)
+    assert err in (None, errno.EINVAL), errno.errorcode.get(err or 0)
+    if err is None:
+        kapi.munlock(pop.r.start, NPAGES * PAGE)
+    assert_unchanged(pop)
+
+
+# ---------------------------------------------------------------- userfaultfd
+
+@pytest.mark.parametrize("mode", [kapi.UFFDIO_REGISTER_MODE_MISSING, kapi.UFFDIO_REGISTER_MODE_WP],
+                         ids=["missing", "wp"])
+def test_userfaultfd_register_einval(pop: Populated, mode: int) -> None:
+    fd = kapi.userfaultfd()
+    try:
+        kapi.uffdio_api(fd)
+        expect_errno(kapi.uffdio_register, fd, pop.r.start, pop.r.size, mode)
+    finally:
+        os.close(fd)
+    assert_unchanged(pop)
