@@ -9,15 +9,28 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+_REPO = Path(__file__).resolve().parents[2]
+if str(_REPO) not in sys.path:  # a bare `pytest` from elsewhere: test this checkout
+    sys.path.insert(0, str(_REPO))
+
 from _hosthelp import FAKE_ALIGN, free_window
 
+import libmshare
 from libmshare import _libc
 from libmshare.fs import FAKE_MOUNT_ENV
+
+# Child processes (subprocess, spawn) must import the same libmshare as this one.
+_pkg_root = str(Path(libmshare.__file__).resolve().parents[1])
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (_pkg_root, os.environ.get("PYTHONPATH", "")) if p
+)
 
 
 def _tmpfs_dir() -> str | None:
