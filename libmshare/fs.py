@@ -95,15 +95,16 @@ def _fake_mount() -> str | None:
     return os.environ.get(FAKE_MOUNT_ENV) or None
 
 
-def find_mount() -> str | None:
-    """The msharefs mount point to use, or None.  Prefers :data:`DEFAULT_MOUNT`."""
-    fake = _fake_mount()
-    if fake is not None:
-        return fake
-    mounts = find_mounts()
+def _preferred(mounts: list[str]) -> str | None:
     if DEFAULT_MOUNT in mounts:
         return DEFAULT_MOUNT
     return mounts[0] if mounts else None
+
+
+def find_mount() -> str | None:
+    """The msharefs mount point to use, or None.  Prefers :data:`DEFAULT_MOUNT`."""
+    fake = _fake_mount()
+    return fake if fake is not None else _preferred(find_mounts())
 
 
 def _not_available(path: str) -> NotMountedError | NotSupportedError:
@@ -121,6 +122,19 @@ def _not_available(path: str) -> NotMountedError | NotSupportedError:
     )
 
 
+# Mount points verified against /proc/self/mounts, with their st_dev then: a later
+# stat() giving the same st_dev proves the same mount is still there (an unmount or
+# a remount changes it), without re-reading the mount table on every call.
+_verified: dict[str | None, tuple[str, int]] = {}
+
+
+def _dev(path: str) -> int | None:
+    try:
+        return os.stat(path).st_dev
+    except OSError:
+        return None
+
+
 def resolve_mount(mount: str | None = None) -> Mount:
     """Turn a ``mount=`` argument into a checked :class:`Mount`.
 
@@ -129,15 +143,21 @@ def resolve_mount(mount: str | None = None) -> Mount:
     fault with SIGBUS on first touch.
     """
     fake = _fake_mount()
-    if mount is None:
-        mount = find_mount()
-        if mount is None:
-            raise _not_available(DEFAULT_MOUNT)
-    if fake is not None and os.path.abspath(mount) == os.path.abspath(fake):
-        return Mount(os.path.abspath(mount), emulated=True)
-    path = os.path.abspath(mount)
-    if path not in find_mounts():
-        raise _not_available(path)
+    if fake is not None:
+        fake = os.path.abspath(fake)
+        if mount is None or os.path.abspath(mount) == fake:
+            return Mount(fake, emulated=True)
+    key = None if mount is None else os.path.abspath(mount)
+    cached = _verified.get(key)
+    if cached is not None and _dev(cached[0]) == cached[1]:
+        return Mount(cached[0])
+    mounts = find_mounts()
+    path = _preferred(mounts) if key is None else key
+    if path is None or path not in mounts:
+        raise _not_available(path or DEFAULT_MOUNT)
+    dev = _dev(path)
+    if dev is not None:
+        _verified[key] = _verified[path] = (path, dev)
     return Mount(path)
 
 
@@ -195,9 +215,12 @@ def read_alignment(mount_path: str) -> int:
     """:func:`alignment` for a mount point already resolved."""
     info = os.path.join(mount_path, INFO_FILE)
     try:
-        with open(info, "rb") as f:
+        fd = os.open(info, os.O_RDONLY)
+        try:
             # Longer than any valid text (20 bytes for 2**63), so trailing junk is seen.
-            text = f.read(32)
+            text = os.read(fd, 32)
+        finally:
+            os.close(fd)
     except OSError as e:
         raise from_oserror(e, "read", info) from None
     return parse_mshare_info(text)

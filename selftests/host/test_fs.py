@@ -26,6 +26,7 @@ def proc_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, P
     monkeypatch.setattr(fs, "_PROC_FILESYSTEMS", str(filesystems))
     monkeypatch.setattr(fs, "_PROC_MOUNTS", str(mounts))
     monkeypatch.delenv(fs.FAKE_MOUNT_ENV, raising=False)
+    monkeypatch.setattr(fs, "_verified", {})
     return filesystems, mounts
 
 
@@ -157,3 +158,25 @@ def test_mount_without_cap_sys_admin_says_so(tmp_path: Path) -> None:
     assert "needs CAP_SYS_ADMIN" in out.stdout, out.stderr
     assert str(tmp_path) in out.stdout
     assert issubclass(MsharePermissionError, PermissionError)
+
+
+def test_verified_mount_is_rechecked_when_its_device_changes(
+    proc_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _, mounts = proc_files
+    monkeypatch.setattr(fs, "kernel_supports", lambda: True)
+    point = tmp_path / "m"
+    point.mkdir()
+    mounts.write_text(f"msharefs {point} msharefs rw 0 0\n")
+    assert fs.resolve_mount() == fs.Mount(str(point))
+    mounts.write_text("")
+    # Same device: still the verified mount, no table read needed.
+    assert fs.resolve_mount() == fs.Mount(str(point))
+    assert fs.resolve_mount(str(point)) == fs.Mount(str(point))
+    # "Unmounted": the path now leads to another device; the table is read again.
+    point.rmdir()
+    point.symlink_to("/proc")
+    with pytest.raises(NotMountedError):
+        fs.resolve_mount()
+    with pytest.raises(NotMountedError):
+        fs.resolve_mount(str(point))
