@@ -427,6 +427,10 @@ class Gate:
         if not ready:
             raise TimeoutError("gate never opened")
 
+    def is_open(self) -> bool:
+        ready, _, _ = select.select([self.r], [], [], 0)
+        return bool(ready)
+
     def open(self) -> None:
         os.write(self.w, b"g")  # level-triggered: wakes every waiter at once
 
