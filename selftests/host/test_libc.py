@@ -146,3 +146,24 @@ def test_mount_without_privilege_is_permission_error() -> None:
         code = code.replace("os.setgid(65534); os.setuid(65534)\n", "")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(errno.EPERM), out.stderr
+
+
+def test_noreplace_ignored_by_an_old_kernel_is_undone(
+    memfd: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before Linux 4.17 the flag was unknown and the address only a hint: emulate that
+    # by placing the mapping elsewhere, and check it is unmapped and reported.
+    real = _libc._mmap
+    placed: list[int] = []
+
+    def hint_only(addr: int, length: int, prot: int, flags: int, fd: int, off: int) -> int:
+        res = real(None, length, prot, flags & ~_libc.MAP_FIXED_NOREPLACE, fd, off)
+        placed.append(res)
+        return res
+
+    monkeypatch.setattr(_libc, "_mmap", hint_only)
+    start = free_window()
+    with pytest.raises(MshareError, match="needs Linux 4.17") as exc:
+        _libc.mmap(start, FAKE_ALIGN, RW, SHARED_NOREPLACE, memfd)
+    assert f"{start:#x}" in str(exc.value)
+    assert placed and placed[0] != start and not is_mapped(placed[0], FAKE_ALIGN)

@@ -212,3 +212,38 @@ def test_bad_argument_types(fake_mount: Path) -> None:
         libmshare.create("t", 2.0e6)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         libmshare.create(b"t", FAKE_ALIGN)  # type: ignore[arg-type]
+
+
+def test_window_picking_retries_after_a_race(
+    fake_mount: Path, anon_block: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from libmshare import region as region_mod
+
+    taken, _ = anon_block
+    free = free_window()
+    picks = iter([taken, free])
+    monkeypatch.setattr(region_mod, "find_free_window", lambda size, align: next(picks))
+    with libmshare.create("race", FAKE_ALIGN) as r:
+        assert r.start == free
+
+
+def test_window_picking_gives_up(
+    fake_mount: Path, anon_block: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from libmshare import region as region_mod
+
+    taken, _ = anon_block
+    monkeypatch.setattr(region_mod, "find_free_window", lambda size, align: taken)
+    with pytest.raises(AddressInUseError, match="attempts"):
+        libmshare.create("busy", FAKE_ALIGN)
+    monkeypatch.setattr(region_mod, "find_free_window", lambda size, align: None)
+    with pytest.raises(libmshare.MshareError, match="no free 2M-aligned window of 2M") as exc:
+        libmshare.create("full", FAKE_ALIGN)
+    assert exc.value.errno == errno.ENOMEM
+    assert sorted(p.name for p in fake_mount.iterdir()) == ["mshare_info"]
+
+
+def test_exist_ok_on_a_region_not_established_yet(fake_mount: Path) -> None:
+    (fake_mount / "half").touch()
+    with pytest.raises(RegionNotEstablishedError):
+        libmshare.create("half", FAKE_ALIGN, exist_ok=True)
