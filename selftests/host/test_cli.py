@@ -105,6 +105,7 @@ def test_errors_are_one_line(fake_mount: Path) -> None:
     err = fails("create", "y", "--size", "2M", "--addr", "0x1234")
     assert "start 0x1234" in err
     assert "'..'" in fails("create", "../y", "--size", "2M")
+    assert "0o10000" in fails("create", "y", "--size", "2M", "--mode", "10000")
     assert "No such file" in fails("rm", "nope")
     assert "No such file" in fails("stat", "nope")
     (fake_mount / "dir").mkdir()
