@@ -23,6 +23,9 @@ from libmshare import addrspace
 GUEST = os.environ.get("LIBMSHARE_GUEST") == "1"
 ITERATIONS = 200
 
+# Timings mean something only without parallel tests: selftests/run's alone-phase.
+pytestmark = pytest.mark.serial
+
 # One cycle, exactly the calls libmshare makes: create (open O_EXCL, fchmod, mmap
 # NOREPLACE, close), touch, detach (munmap), attach (open, pread struct, mmap, close),
 # read, detach, unlink.
