@@ -263,9 +263,10 @@ class Regions:
 
 
 def read_info(fd: int) -> tuple[int, int]:
-    raw = os.pread(fd, 16, 0)
-    assert len(raw) == 16, f"struct mshare_info read gave {len(raw)} bytes"
-    return int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little")
+    """(start, size) from struct mshare_info; the region must be established."""
+    info = kapi.read_mshare_info(fd)
+    assert info is not None, "region not established: read gave 0 bytes"
+    return int(info.start), int(info.size)
 
 
 def errno_of(fn: Callable[..., Any], *args: Any) -> int | None:

@@ -28,6 +28,7 @@ mmap = _sdk.mmap
 munmap = _sdk.munmap
 mount = _sdk.mount
 umount2 = _sdk.umount2
+read_mshare_info = _sdk.read_mshare_info  # pread of struct mshare_info; None before mmap
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
