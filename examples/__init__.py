@@ -1,0 +1,1 @@
+"""Example programs built on libmshare (run from the repository root)."""
