@@ -1,0 +1,94 @@
+"""ci/vm-run's plumbing end to end, with a fake vng that runs the guest script on the host.
+
+The fake stands in for QEMU only: the guest script, status file, dmesg scan and exit
+status logic are the real ones. `dmesg` and `mount` are stubbed so the host's own kernel
+log and debugfs stay out of it.
+"""
+from pathlib import Path
+
+import pytest
+from vmrun import cli, status, vng
+
+FAKE_VNG = """#!/bin/sh
+# Fake vng: run the --exec command with stub dmesg/mount first on PATH.
+mode={mode}
+while [ $# -gt 0 ]; do
+    case "$1" in --exec) shift; exec_cmd="$1";; esac
+    shift
+done
+case "$mode" in
+    crash) echo "[   3.000000] Kernel panic - not syncing: Attempted to kill init!" >&2
+           exit 1;;
+    hang) sleep 300;;
+esac
+PATH={bin}:$PATH sh -c "$exec_cmd"
+"""
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mount").write_text("#!/bin/sh\nexit 0\n")
+    kernel = tmp_path / "bzImage"
+    kernel.write_bytes(b"")
+    monkeypatch.setenv("LIBMSHARE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+
+    def setup(mode: str = "run", dmesg: str = "[    0.000000] Linux version 6.12.117\n"):
+        (bin_dir / "dmesg.txt").write_text(dmesg)
+        (bin_dir / "dmesg").write_text(f"#!/bin/sh\ncat {bin_dir / 'dmesg.txt'}\n")
+        fake_vng = bin_dir / "vng"
+        fake_vng.write_text(FAKE_VNG.format(mode=mode, bin=bin_dir))
+        for f in bin_dir.iterdir():
+            f.chmod(0o755)
+        monkeypatch.setattr(vng, "find_vng", lambda: str(fake_vng))
+        return kernel
+    return setup
+
+
+def test_status_comes_back(fake, capfd: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    kernel = fake()
+    assert cli.main(["--kernel", str(kernel), "--", "sh", "-c", "echo out; exit 3"]) == 3
+    out, err = capfd.readouterr()
+    assert out == "out\n"
+    assert "guest dmesg: " in err and "exit 3" in err
+
+
+def test_splat_gives_125(fake, capfd: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    kernel = fake(dmesg="[ 1.0] ok\n[ 9.0] WARNING: CPU: 1 PID: 9 at mm/mshare.c:5 x+0x1/0x2\n")
+    assert cli.main(["--kernel", str(kernel), "--", "true"]) == status.SPLAT
+    err = capfd.readouterr().err
+    assert "dmesg.txt:2: [warning]" in err and "mm/mshare.c:5" in err
+
+
+def test_guest_crash_gives_splat_from_console(fake, capfd: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    kernel = fake(mode="crash")
+    assert cli.main(["--kernel", str(kernel), "--", "true"]) == status.SPLAT
+    err = capfd.readouterr().err
+    assert "console.log:1: [oops]" in err and "Kernel panic" in err
+
+
+def test_no_status_gives_126(fake, capfd: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    kernel = fake()
+    # The command kills the guest script before it records a status.
+    assert cli.main(["--kernel", str(kernel), "--", "sh", "-c", "kill -9 $PPID"]) == status.INFRA
+    assert "never recorded CMD's status" in capfd.readouterr().err
+
+
+def test_timeout_gives_124(fake, capfd: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    kernel = fake(mode="hang")
+    assert cli.main(["--kernel", str(kernel), "--timeout", "1", "--", "true"]) == status.TIMEOUT
+    assert "TIMEOUT" in capfd.readouterr().err
+
+
+def test_missing_kernel_gives_126(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIBMSHARE_CACHE", str(tmp_path))
+    assert cli.main(["--kernel", str(tmp_path / "nope"), "--", "true"]) == status.INFRA
+
+
+def test_command_is_required() -> None:
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--kernel", "x"])
+    assert cli.parse_args(["--", "sh", "-c", "exit 3"]).cmd == ["sh", "-c", "exit 3"]
+    assert cli.parse_args(["--", "python3", "--version"]).cmd == ["python3", "--version"]
