@@ -3,16 +3,24 @@
 Readers take no lock: each block header carries a sequence word (a seqlock) that a
 writer makes odd before it changes the block and even again after.  A reader reads the
 sequence, then the checksum and payload, then the sequence again, and retries if the
-two differ or are odd.  Writers serialise on a per-stripe lock.  This relies on x86-64
-keeping stores in order and loads in order (TSO) and on each step being a separate C
-call (``struct``/``zlib``/slice copies), which the compiler cannot reorder; it is not
-a recipe for weakly ordered CPUs.
+two differ or are odd.  Writers serialise on a per-stripe lock.
+
+Two details make this correct from Python on x86-64:
+
+* The sequence word is only ever loaded and stored through a ctypes ``c_uint64`` array
+  laid over the SGA: one aligned 8-byte access each, never torn.  (``struct.pack_into``
+  must not touch shared words that readers race with: it zeroes its target before it
+  writes the fields, so a reader could see a sequence of 0 and a checksum of 0.)
+* x86-64 keeps stores in order and loads in order (TSO), and each step is a separate C
+  call that the compiler cannot reorder.  This is not a recipe for weakly ordered CPUs.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 import random
+import struct
 import zlib
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,7 +32,6 @@ from .layout import (
     SEQ_OFFSET,
     STATE_OFFSET,
     STATE_OPEN,
-    U64,
     Layout,
     LayoutError,
 )
@@ -42,6 +49,10 @@ _POOL_SPAN = _VARIANTS * _VARIANT_STEP
 # A reader gives up on a block that stays busy this many times in a row (a writer that
 # died holding it); it is counted, never reported as a checksum error.
 _MAX_RETRIES = 1000
+
+
+# The part of a block header before the sequence word: magic, crc32, block id.
+_IDENT = struct.Struct("<IIQ")
 
 
 def block_id(k: int) -> int:
@@ -96,6 +107,20 @@ class BufferCache:
         self._stride = _coprime_stride(layout.nblocks)
         self._shift = 64 - layout.dir_bits
         self._dir_mask = layout.dir_entries - 1
+        # Aligned 8-byte loads and stores for the words that readers race with.  It
+        # holds an export of ``view``: close() drops it before the memory is unmapped.
+        words_type = ctypes.c_uint64 * (layout.total_size // 8)
+        self._words: ctypes.Array[ctypes.c_uint64] | None = words_type.from_buffer(view)
+
+    def close(self) -> None:
+        """Drop this object's hold on the memory (before the mapping is closed)."""
+        self._words = None
+
+    @property
+    def words(self) -> ctypes.Array[ctypes.c_uint64]:
+        if self._words is None:
+            raise ValueError("the buffer cache is closed")
+        return self._words
 
     @classmethod
     def open(cls, view: memoryview) -> BufferCache:
@@ -140,10 +165,10 @@ class BufferCache:
             view[off + BLOCK_HEADER.size:off + BLOCK_HEADER.size + payload_size] = (
                 pool.payload(variant))
         view[lay.dir_offset:lay.dir_offset + len(directory)] = directory
-        U64.pack_into(view, STATE_OFFSET, STATE_OPEN)
+        self.words[STATE_OFFSET // 8] = STATE_OPEN  # published last
 
     def close_state(self, state: int) -> None:
-        U64.pack_into(self.view, STATE_OFFSET, state)
+        self.words[STATE_OFFSET // 8] = state
 
     # -- lookups and checked reads ------------------------------------------------------
 
@@ -168,17 +193,19 @@ class BufferCache:
             stats.misses += 1
             return
         view = self.view
+        words = self.words
         off = self.layout.block_offset(slot)
+        seq_word = (off + SEQ_OFFSET) // 8
         body = off + BLOCK_HEADER.size
         end = off + self.layout.block_size
         for _ in range(_MAX_RETRIES):
-            (seq1,) = U64.unpack_from(view, off + SEQ_OFFSET)
+            seq1 = words[seq_word]
             if seq1 & 1:
                 stats.retries += 1
                 continue
-            magic, crc, got_id, _seq, _ver = BLOCK_HEADER.unpack_from(view, off)
+            magic, crc, got_id = _IDENT.unpack_from(view, off)
             ok = magic == BLOCK_MAGIC and got_id == bid and zlib.crc32(view[body:end]) == crc
-            (seq2,) = U64.unpack_from(view, off + SEQ_OFFSET)
+            seq2 = words[seq_word]
             if seq1 != seq2:
                 stats.retries += 1
                 continue
@@ -198,19 +225,22 @@ class BufferCache:
             return
         lay = self.layout
         view = self.view
+        words = self.words
         off = lay.block_offset(slot)
+        seq_word = (off + SEQ_OFFSET) // 8
+        version_word = seq_word + 1
         stripe = slot % lay.stripes
+        counter_word = lay.counter_offset(stripe) // 8
         locks.acquire(stripe)
         try:
-            _magic, _crc, _id, seq, version = BLOCK_HEADER.unpack_from(view, off)
-            U64.pack_into(view, off + SEQ_OFFSET, seq + 1)  # odd: readers retry
+            seq = words[seq_word]
+            words[seq_word] = seq + 1  # odd: readers retry
             view[off + BLOCK_HEADER.size:off + lay.block_size] = pool.payload(variant)
-            # Checksum and version before the closing sequence, as separate stores.
-            BLOCK_HEADER.pack_into(view, off, BLOCK_MAGIC, pool.crcs[variant % _VARIANTS],
-                                   bid, seq + 1, version + 1)
-            U64.pack_into(view, off + SEQ_OFFSET, seq + 2)
-            counter = lay.counter_offset(stripe)
-            U64.pack_into(view, counter, U64.unpack_from(view, counter)[0] + 1)
+            view[off:off + _IDENT.size] = _IDENT.pack(BLOCK_MAGIC,
+                                                      pool.crcs[variant % _VARIANTS], bid)
+            words[version_word] += 1
+            words[seq_word] = seq + 2  # even again: the block is whole
+            words[counter_word] += 1
         finally:
             locks.release(stripe)
         stats.updates += 1
@@ -235,8 +265,7 @@ class BufferCache:
     def counted_updates(self) -> int:
         """The sum of the per-stripe counters, which writers bump under the lock."""
         lay = self.layout
-        return sum(U64.unpack_from(self.view, lay.counter_offset(s))[0]
-                   for s in range(lay.stripes))
+        return sum(self.words[lay.counter_offset(s) // 8] for s in range(lay.stripes))
 
 
 def _coprime_stride(n: int) -> int:

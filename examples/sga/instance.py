@@ -170,6 +170,7 @@ def _run(config: RunConfig, backend: Backend, layout: Layout, tag: str, result: 
     locks = StripeLocks(lock_path, create=True)
     servers = _Servers()
     memory: Memory | None = None
+    cache: BufferCache | None = None
     report_r, report_w = os.pipe()
     try:
         # The instance runs the servers' code once too, so it is in memory before fork.
@@ -239,7 +240,6 @@ def _run(config: RunConfig, backend: Backend, layout: Layout, tag: str, result: 
         cache.close_state(STATE_CLOSED)
         result.verify_bad_blocks, result.verify_torn_blocks = cache.verify_all()
         result.counted_updates = cache.counted_updates()
-        del cache
     finally:
         with _signals_held():
             servers.stop(grace=2.0)
@@ -247,6 +247,8 @@ def _run(config: RunConfig, backend: Backend, layout: Layout, tag: str, result: 
                 if fd >= 0:
                     with contextlib.suppress(OSError):
                         os.close(fd)
+            if cache is not None:
+                cache.close()  # its hold on the memory first
             if memory is not None:
                 memory.close()
             locks.close()

@@ -119,7 +119,8 @@ def serve(idx: int, spec: ServerSpec, warm: BufferCache, ctrl_fd: int, report_fd
                                         "message": f"unexpected command {line!r}"})
                 return 1
     finally:
-        cache = None
+        if cache is not None:
+            cache.close()
         if memory is not None:
             memory.close()
         locks.close()
