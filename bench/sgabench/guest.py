@@ -1,0 +1,86 @@
+"""The guest side: run every backend of every case, saving JSON after each run."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from examples.sga import RunConfig, run
+from examples.sga.procfs import system_info
+from examples.sga.progress import ProgressLine
+from libmshare import format_size
+
+from .plans import Case
+
+__all__ = ["ensure_dev_shm", "run_plan"]
+
+Doc = dict[str, Any]
+
+
+def ensure_dev_shm() -> str | None:
+    """Make /dev/shm a writable tmpfs if it is not (root in a minimal guest)."""
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        return None
+    try:
+        os.makedirs("/dev/shm", exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=1777", "tmpfs", "/dev/shm"],
+                       check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        return f"/dev/shm unavailable and could not be mounted: {e}"
+    return None
+
+
+def _save(doc: Doc, path: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1)
+    os.replace(tmp, path)
+
+
+def run_plan(cases: list[Case], backends: list[str], out: str, *, accelerator: str | None,
+             reserve_hugepages: bool, log: Callable[[str], None] = print) -> Doc:
+    note = ensure_dev_shm()
+    doc: Doc = {
+        "schema": 1,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "system": system_info(),
+        "accelerator": accelerator or system_info()["accelerator"],
+        "python": sys.version.split()[0],
+        "plan": [c.to_json() for c in cases],
+        "backends": backends,
+        "notes": [note] if note else [],
+        "runs": [],
+    }
+    _save(doc, out)
+    t_all = time.monotonic()
+    for idx, case in enumerate(cases):
+        for name in backends:
+            label = f"{name} N={case.servers} S={format_size(case.size)}"
+            config = RunConfig(backend=name, servers=case.servers, size=case.size,
+                               duration=case.duration, milestones=case.milestones,
+                               reserve_hugepages=reserve_hugepages)
+            progress = ProgressLine(label)
+            result = run(config, progress)
+            progress.finish()
+            doc["runs"].append({"case": idx, **result.to_json()})
+            doc["elapsed_s"] = time.monotonic() - t_all
+            _save(doc, out)
+            if result.skipped:
+                log(f"{label}: skipped: {result.skipped}")
+            else:
+                log(f"{label}: PageTables +{result.pt_rise_kib / 1024:.2f} MiB, "
+                    f"{result.mean(result.touch_faults):.0f} faults/attacher, "
+                    f"{result.throughput:,.0f} ops/s, "
+                    f"{'correct' if result.correct else 'INCORRECT'} "
+                    f"({result.wall_s:.0f} s)")
+            with contextlib.suppress(OSError):
+                sys.stdout.flush()
+    doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    _save(doc, out)
+    return doc

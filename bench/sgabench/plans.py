@@ -1,0 +1,53 @@
+"""What a benchmark run measures: cases of (SGA size, servers, milestones, duration).
+
+Under TCG a page fault costs about 200 µs, and a non-shared backend pays S/64 KiB faults
+per attacher (read faults map 16 pages at a time), so the cost of a case grows as N x S.
+The sweep keeps N x S within what finishes in well under an hour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["BACKENDS", "PLANS", "Case", "guest_memory"]
+
+MiB = 1 << 20
+GiB = 1 << 30
+BACKENDS = ["mshare", "shm", "fork", "hugetlb"]
+
+
+@dataclass
+class Case:
+    size: int
+    servers: int
+    milestones: list[int] = field(default_factory=list)
+    duration: float = 5.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+SWEEP_N = [1, 10, 100, 300, 1000]
+
+PLANS: dict[str, list[Case]] = {
+    # The README's demo size: a few minutes under TCG for all four backends.
+    "quick": [Case(64 * MiB, 32, [1, 2, 4, 8, 16, 32], 3.0)],
+    "default": [Case(256 * MiB, 100, [1, 10, 30, 100], 5.0)],
+    # The growth law: N up to 1000 at 64 MiB, fewer servers as S grows.
+    "sweep": [
+        Case(64 * MiB, 1000, SWEEP_N, 5.0),
+        Case(256 * MiB, 300, [1, 10, 100, 300], 5.0),
+        Case(1 * GiB, 100, [1, 10, 100], 5.0),
+    ],
+}
+
+
+def guest_memory(cases: list[Case]) -> str:
+    """Guest RAM for a plan: the servers' own memory, the SGA, its page tables, slack."""
+    need = 0
+    for c in cases:
+        per_server = 4 * MiB + c.size // 512  # private heap + worst-case SGA tables
+        need = max(need, 2 * GiB + c.servers * per_server + 2 * c.size)
+    gib = max(4, -(-need // GiB))
+    return f"{gib}G"

@@ -1,0 +1,161 @@
+"""The benchmark's text report: the main table, PageTables growth, goals, extrapolation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from examples.sga.result import RunResult
+from libmshare import format_size
+
+from .extrapolate import SEED_PROCESSES, SEED_SGA_GIB, fit, seed_case_gib
+from .runs import CaseRuns, cases_of
+from .textable import render
+
+__all__ = ["goals", "report"]
+
+Doc = dict[str, Any]
+
+
+def _mib(kib: float) -> str:
+    return f"{kib / 1024:.2f}"
+
+
+def _ratio(value: float, base: float | None) -> str:
+    if base is None:
+        return "n/a"
+    if base <= 0:
+        return "inf" if value > 0 else "n/a"
+    return f"{value / base:.1f}x"
+
+
+def _touch_kth(r: RunResult) -> float:
+    return r.touch_s[r.kth() - 1]
+
+
+def main_table(cr: CaseRuns) -> str:
+    base = cr.baseline
+    header = ["backend", "N", "S", "PT rise MiB*", "VmPTE/srv KiB", "faults/attacher",
+              f"touch #{cr.case.servers} ms", "ops/s", "PT vs mshare",
+              "touch vs mshare", "ops vs mshare", "checks"]
+    rows = []
+    for name, r in cr.runs.items():
+        if r.skipped:
+            rows.append([name, str(r.servers), format_size(r.size), *["-"] * 8,
+                         f"skipped: {r.skipped}"])
+            continue
+        rows.append([
+            name, str(r.servers), format_size(r.size), _mib(r.pt_rise_kib),
+            f"{r.mean(r.vmpte_after_kib):.0f}", f"{r.mean(r.touch_faults):.1f}",
+            f"{_touch_kth(r) * 1e3:.1f}", f"{r.throughput:,.0f}",
+            _ratio(r.pt_rise_kib, base.pt_rise_kib if base else None),
+            _ratio(_touch_kth(r), _touch_kth(base) if base else None),
+            _ratio(r.throughput, base.throughput if base else None),
+            "ok" if r.correct else (
+                f"FAILED: {r.checksum_errors} checksum errors, {r.verify_bad_blocks} bad "
+                f"blocks, lock {'ok' if r.lock_ok else 'lost updates'}"),
+        ])
+    return render(header, rows)
+
+
+def growth_table(cr: CaseRuns) -> str:
+    names = [n for n, r in cr.runs.items() if not r.skipped and r.milestones]
+    header = ["attached", *(f"{n} MiB" for n in names)]
+    if "mshare" in names and "shm" in names:
+        header += ["shm/mshare", "goal N/2"]
+    counts = sorted({m.attached for n in names for m in cr.runs[n].milestones})
+    rows = []
+    for count in counts:
+        rise = {n: next((m.pt_rise_kib for m in cr.runs[n].milestones if m.attached == count),
+                        None) for n in names}
+        row = [str(count), *(_mib(v) if v is not None else "" for v in rise.values())]
+        if len(header) > len(names) + 1:
+            s, m = rise["shm"], rise["mshare"]
+            row += [_ratio(s, m) if s is not None and m is not None else "", f"{count / 2:g}"]
+        rows.append(row)
+    return render(header, rows)
+
+
+def goals(doc: Doc) -> list[str]:
+    """The issue's goals, each with what was measured and whether it was met."""
+    out: list[str] = []
+    for cr in cases_of(doc):
+        m, s = cr.runs.get("mshare"), cr.runs.get("shm")
+        where = f"N={cr.case.servers}, S={format_size(cr.case.size)}"
+        if m is None or s is None or m.skipped or s.skipped:
+            out.append(f"[{where}] goals need both mshare and shm runs: not evaluated")
+            continue
+        mrise = {x.attached: x.pt_rise_kib for x in m.milestones}
+        for x in s.milestones:
+            if x.attached in mrise:
+                ratio = x.pt_rise_kib / mrise[x.attached] if mrise[x.attached] > 0 else \
+                    float("inf")
+                ok = ratio >= x.attached / 2
+                out.append(f"[{where}] PageTables shm/mshare at N={x.attached}: {ratio:.1f} "
+                           f"(goal >= {x.attached / 2:g}): {'met' if ok else 'NOT met'}")
+        k = m.kth()
+        faults = m.touch_faults[k - 1]
+        out.append(f"[{where}] mshare attacher #{k} touch faults: {faults} (goal <= 10): "
+                   f"{'met' if faults <= 10 else 'NOT met'}")
+        speed = _touch_kth(s) / _touch_kth(m) if _touch_kth(m) > 0 else float("inf")
+        out.append(f"[{where}] attacher #{k} touch, shm time / mshare time: {speed:.1f}x "
+                   f"(goal >= 20x): {'met' if speed >= 20 else 'NOT met'}")
+        out.append(f"[{where}] throughput mshare {m.throughput:,.0f} vs shm "
+                   f"{s.throughput:,.0f} ops/s (goal mshare >= shm): "
+                   f"{'met' if m.throughput >= s.throughput else 'NOT met'}")
+    return out
+
+
+def extrapolation_table(doc: Doc) -> str | None:
+    # The case with the largest S gives the most accurate per-GiB cost.
+    best: dict[str, tuple[int, RunResult]] = {}
+    for cr in cases_of(doc):
+        for name, r in cr.runs.items():
+            if fit(r) is not None and (name not in best or r.size > best[name][0]):
+                best[name] = (r.size, r)
+    if not best:
+        return None
+    rows = []
+    for name, (_, r) in best.items():
+        f = fit(r)
+        assert f is not None
+        rows.append([name, f"{format_size(r.size)}, N<={r.servers}",
+                     f"{f.fixed_kib / 1024:.3f}", f"{f.per_process_kib / 1024:.4f}",
+                     f"{seed_case_gib(f):,.1f}"])
+    header = ["backend", "fitted on", "fixed MiB/GiB", "per process MiB/GiB",
+              f"COMPUTED GiB for {SEED_PROCESSES} x {SEED_SGA_GIB} GiB"]
+    return render(header, rows)
+
+
+_NOTES = (
+    "* PT rise: /proc/meminfo PageTables after the servers attached and touched the whole",
+    "  SGA, minus its value read after the N servers existed (forked, warmed up) and",
+    "  before they attached: the SGA's own tables once (instance, or the mshare region)",
+    "  plus every attacher's, and none of the servers' other tables.",
+    "  VmPTE/srv: mean VmPTE of a server after its touch (its own tables, all of them).",
+    "  faults/attacher: ru_minflt of the touch pass (reads one byte of every 4 KiB page).",
+    "  touch #N: wall time of the last attacher's touch pass.",
+)
+_EXTRA_TITLE = ("The seed's case, COMPUTED from the fitted per-GiB costs (not measured): "
+                "rise(n) = fixed + n * per_process, fitted at the milestones")
+
+
+def _system(doc: Doc) -> str:
+    s = doc["system"]
+    return (f"guest: {s['cpu']}, {s['cpus']} CPUs, {s['mem_total_kib'] / 1048576:.1f} GiB RAM, "
+            f"kernel {s['kernel']}, accelerator {doc.get('accelerator', s['accelerator'])}")
+
+
+def report(doc: Doc) -> str:
+    parts = [_system(doc)]
+    for cr in cases_of(doc):
+        parts += ["", main_table(cr)]
+        if any(r.milestones for r in cr.runs.values()):
+            title = (f"PageTables rise as servers attach (N={cr.case.servers}, "
+                     f"S={format_size(cr.case.size)}):")
+            parts += ["", title, growth_table(cr)]
+    parts += ["", *_NOTES]
+    extra = extrapolation_table(doc)
+    if extra:
+        parts += ["", _EXTRA_TITLE, extra]
+    parts += ["", "Goals:", *(f"  {g}" for g in goals(doc))]
+    return "\n".join(parts)
