@@ -61,8 +61,9 @@ def run_plan(cases: list[Case], backends: list[str], out: str, *, accelerator: s
     t_all = time.monotonic()
     for idx, case in enumerate(cases):
         for name in backends:
-            label = f"{name} N={case.servers} S={format_size(case.size)}"
-            config = RunConfig(backend=name, servers=case.servers, size=case.size,
+            n = case.servers_for(name)
+            label = f"{name} N={n} S={format_size(case.size)}"
+            config = RunConfig(backend=name, servers=n, size=case.size,
                                duration=case.duration, milestones=case.milestones,
                                reserve_hugepages=reserve_hugepages)
             progress = ProgressLine(label)

@@ -34,6 +34,9 @@ def plot(doc: dict[str, Any], path: str) -> bool:
             ys = [max(m.pt_rise_kib, 0) / 1024 for m in r.milestones]
             ax.plot(xs, ys, marker=marker, color=color, label=name)
         ax.set_xscale("log")
+        ticks = sorted({m.attached for r in cr.runs.values() for m in r.milestones})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("servers attached (N)")
         ax.set_ylabel("PageTables rise (MiB)")
         ax.set_title(f"SGA {format_size(cr.case.size)}")

@@ -32,10 +32,22 @@ def _touch_kth(r: RunResult) -> float:
     return r.touch_s[r.kth() - 1]
 
 
+def _base_rise(base: RunResult | None, n: int) -> float | None:
+    """mshare's PageTables rise with n servers attached (a milestone, or its N)."""
+    if base is None:
+        return None
+    return next((m.pt_rise_kib for m in base.milestones if m.attached == n), None)
+
+
+def _base_touch(base: RunResult | None, n: int) -> float | None:
+    """How long mshare's n-th attacher took to touch the SGA."""
+    return base.touch_s[n - 1] if base is not None and len(base.touch_s) >= n else None
+
+
 def main_table(cr: CaseRuns) -> str:
     base = cr.baseline
     header = ["backend", "N", "S", "PT rise MiB*", "VmPTE/srv KiB", "faults/attacher",
-              f"touch #{cr.case.servers} ms", "ops/s", "PT vs mshare",
+              "touch #N ms", "ops/s", "PT vs mshare",
               "touch vs mshare", "ops vs mshare", "checks"]
     rows = []
     for name, r in cr.runs.items():
@@ -47,8 +59,8 @@ def main_table(cr: CaseRuns) -> str:
             name, str(r.servers), format_size(r.size), _mib(r.pt_rise_kib),
             f"{r.mean(r.vmpte_after_kib):.0f}", f"{r.mean(r.touch_faults):.1f}",
             f"{_touch_kth(r) * 1e3:.1f}", f"{r.throughput:,.0f}",
-            _ratio(r.pt_rise_kib, base.pt_rise_kib if base else None),
-            _ratio(_touch_kth(r), _touch_kth(base) if base else None),
+            _ratio(r.pt_rise_kib, _base_rise(base, r.servers)),
+            _ratio(_touch_kth(r), _base_touch(base, r.servers)),
             _ratio(r.throughput, base.throughput if base else None),
             "ok" if r.correct else (
                 f"FAILED: {r.checksum_errors} checksum errors, {r.verify_bad_blocks} bad "
@@ -133,7 +145,8 @@ _NOTES = (
     "  plus every attacher's, and none of the servers' other tables.",
     "  VmPTE/srv: mean VmPTE of a server after its touch (its own tables, all of them).",
     "  faults/attacher: ru_minflt of the touch pass (reads one byte of every 4 KiB page).",
-    "  touch #N: wall time of the last attacher's touch pass.",
+    "  touch #N: wall time of the last (N-th) attacher's touch pass.",
+    "  The ratios compare with mshare at the same N (mshare's milestone, its N-th attacher).",
 )
 _EXTRA_TITLE = ("The seed's case, COMPUTED from the fitted per-GiB costs (not measured): "
                 "rise(n) = fixed + n * per_process, fitted at the milestones")

@@ -38,7 +38,7 @@ __all__ = ["Progress", "run"]
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
-_WARM_SIZE = 1 << 20
+_WARM_SIZE = 128 << 10  # a dozen blocks: enough to run every code path once
 _STALL_S = 600.0
 _START_LEAD_S = 0.5
 _SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -186,16 +186,18 @@ def _run(config: RunConfig, backend: Backend, layout: Layout, tag: str, result: 
         for i in range(n):
             _fork_server(i, spec, warm, servers, report_w, report_r)
             progress("fork", i + 1, n)
+        result.spawn_s = time.monotonic() - t0
         os.close(report_w)
         report_w = -1
         reports = Reports(report_r)
-        before: dict[int, int] = {}
+        ready: dict[int, dict[str, Any]] = {}
         for done in range(n):
             msg = _expect(reports, servers, "ready")
-            before[int(msg["idx"])] = int(msg["vmpte_kib"] or 0)
+            ready[int(msg["idx"])] = msg
             progress("ready", done + 1, n)
         result.fork_s = time.monotonic() - t0
-        result.vmpte_before_kib = [before[i] for i in range(n)]
+        result.vmpte_before_kib = [int(ready[i]["vmpte_kib"] or 0) for i in range(n)]
+        result.startup_faults = [int(ready[i]["startup_faults"]) for i in range(n)]
 
         if memory is None:
             memory = backend.create(config.size)

@@ -42,6 +42,7 @@ class RunResult:
     pt_after_kib: int = 0
     milestones: list[Milestone] = field(default_factory=list)
     vmpte_before_kib: list[int] = field(default_factory=list)
+    startup_faults: list[int] = field(default_factory=list)
     vmpte_after_kib: list[int] = field(default_factory=list)
     attach_s: list[float] = field(default_factory=list)
     touch_s: list[float] = field(default_factory=list)
@@ -57,7 +58,8 @@ class RunResult:
     verify_bad_blocks: int = 0
     verify_torn_blocks: int = 0
     counted_updates: int = 0
-    fork_s: float = 0.0
+    spawn_s: float = 0.0  # the instance's fork() loop
+    fork_s: float = 0.0   # from the first fork until every server was ready
     format_s: float = 0.0
     wall_s: float = 0.0
 
