@@ -31,14 +31,16 @@ def plot(doc: dict[str, Any], path: str) -> bool:
                 continue
             color, marker = _STYLE.get(name, ("gray", "x"))
             xs = [m.attached for m in r.milestones]
-            ys = [max(m.pt_rise_kib, 0) / 1024 for m in r.milestones]
+            # Log axes show a per-attacher cost as a slope of 1; zero is drawn at 1 KiB.
+            ys = [max(m.pt_rise_kib, 1) / 1024 for m in r.milestones]
             ax.plot(xs, ys, marker=marker, color=color, label=name)
         ax.set_xscale("log")
+        ax.set_yscale("log")
         ticks = sorted({m.attached for r in cr.runs.values() for m in r.milestones})
         ax.set_xticks(ticks, [str(t) for t in ticks])
         ax.minorticks_off()
         ax.set_xlabel("servers attached (N)")
-        ax.set_ylabel("PageTables rise (MiB)")
+        ax.set_ylabel("PageTables rise (MiB, log; 0 drawn at 1 KiB)")
         ax.set_title(f"SGA {format_size(cr.case.size)}")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
