@@ -75,8 +75,9 @@ def is_mounted() -> bool:
 
 @contextmanager
 def global_lock(name: str = "mount") -> Iterator[None]:
-    """A lock shared by all xdist workers (a flock on a file in the scratch root)."""
-    path = scratch().parent / f".{name}.lock"
+    """A lock shared by all xdist workers: a flock on a local file (9p, where the
+    scratch directory lives in the guest, does not make flock exclusive)."""
+    path = Path(tempfile.gettempdir()) / f".mshare-selftests-{name}.lock"
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
