@@ -66,6 +66,8 @@ def _cpu_model() -> str:
 
 def _accelerator() -> str:
     """KVM if the guest has kvm-clock, else emulated (TCG) if the CPU says hypervisor."""
+    if "TCG" in _cpu_model():  # QEMU names its emulated CPU "QEMU TCG CPU"
+        return "TCG"
     try:
         with open("/sys/devices/system/clocksource/clocksource0/available_clocksource") as f:
             if "kvm-clock" in f.read():
