@@ -73,8 +73,8 @@ class TestTimeout(Exception):
     pass
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     mark = item.get_closest_marker("timeout")
     seconds = int(mark.args[0]) if mark else DEFAULT_TIMEOUT
     main = threading.current_thread() is threading.main_thread()
@@ -84,7 +84,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         old = signal.signal(signal.SIGALRM, on_alarm)
         signal.alarm(seconds)
     try:
-        yield
+        return (yield)
     finally:
         if main:
             signal.alarm(0)
