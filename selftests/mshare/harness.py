@@ -204,7 +204,7 @@ class Regions:
 
     def map(self, fd: int, start: int, size: int, prot: int = RW,
             flags: int = kapi.MAP_SHARED | kapi.MAP_FIXED_NOREPLACE, offset: int = 0) -> int:
-        addr = kapi.mmap(start, size, prot, flags, fd, offset)
+        addr: int = kapi.mmap(start, size, prot, flags, fd, offset)
         self.mappings.append((addr, size))
         return addr
 
@@ -341,7 +341,7 @@ def _child_main(fn: Callable[..., Any], args: tuple[Any, ...], w: int,
 
 
 def _read_all(fd: int, deadline: float) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         left = deadline - time.monotonic()
         if left <= 0:

@@ -27,7 +27,8 @@ def _attach_errno(r: harness.Region, start: int, size: int, prot: int = RW,
         _detach_inherited(r)
         fd = os.open(r.path, os.O_RDONLY if readonly else os.O_RDWR)
         return harness.errno_of(kapi.mmap, start, size, prot, flags, fd)
-    return harness.in_child(body)
+    got: int | None = harness.in_child(body)
+    return got
 
 
 def test_attach_at_other_address_einval(region: harness.Region, align: int) -> None:
