@@ -8,7 +8,6 @@ path of the test binary as the only line on stdout.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from . import cli, flavors, kmake, patches, source
