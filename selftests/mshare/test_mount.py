@@ -133,8 +133,11 @@ def test_region_inside_nested_directories(regions: harness.Regions) -> None:
 
 
 def _attach_and_peek(path: str, n: int) -> bytes:
+    """In a forked child: drop the mapping inherited from the parent, then attach by name
+    (MAP_FIXED_NOREPLACE over the inherited mapping would fail with EEXIST)."""
     fd = os.open(path, os.O_RDONLY)
     start, size = harness.read_info(fd)
+    kapi.munmap(start, size)
     kapi.mmap(start, size, kapi.PROT_READ, kapi.MAP_SHARED | kapi.MAP_FIXED_NOREPLACE, fd)
     return kapi.peek(start, n)
 
