@@ -8,7 +8,7 @@
   mounts, core_pattern, compaction); selftests/run runs those in a second phase alone.
 - @pytest.mark.needs_config("CONFIG_X"): skipped with a "kernel config:" reason when the
   running kernel's /proc/config.gz has the option off (the only skip allowed in the guest).
-- @pytest.mark.timeout(seconds): per-test watchdog (SIGALRM), 300 s by default.
+- @pytest.mark.timeout(seconds): per-test watchdog (SIGALRM), 300 s by default; 0: none.
 """
 
 from __future__ import annotations

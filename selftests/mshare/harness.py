@@ -122,25 +122,39 @@ _FIRST_SLOT, _END_SLOT = 2, 160
 _slot_counter = itertools.count()
 
 
+def window_is_free(lo: int, size: int) -> bool:
+    """Whether nothing is mapped in [lo, lo+size) in this process: a PROT_NONE probe
+    mapping with MAP_FIXED_NOREPLACE, unmapped at once (no /proc/self/maps to parse, and
+    it reserves no memory: a private PROT_NONE mapping is not accounted)."""
+    flags = kapi.MAP_PRIVATE | kapi.MAP_ANONYMOUS | kapi.MAP_NORESERVE | \
+        kapi.MAP_FIXED_NOREPLACE
+    try:
+        kapi.mmap(lo, size, kapi.PROT_NONE, flags, -1)
+    except OSError as e:
+        if e.errno == errno.EEXIST:
+            return False
+        raise
+    kapi.munmap(lo, size)
+    return True
+
+
 def take_window(units: int = 1) -> int:
     """A free, aligned window of `units` alignment units in this process.
 
     Slots rotate per worker (worker index * 37 + counter), so consecutive tests never
     reuse an address soon and parallel workers use different ranges; a window that
-    overlaps anything in /proc/self/maps is skipped.
+    overlaps any mapping of this process is skipped.
     """
     a = alignment()
     n_slots = _END_SLOT - _FIRST_SLOT
-    vmas = kapi.maps()
     for _ in range(n_slots):
         slot = _FIRST_SLOT + (worker_index() * 37 + next(_slot_counter)) % n_slots
         if slot + units > _END_SLOT:
             continue
-        lo, hi = slot * a, (slot + units) * a
-        if not any(v.start < hi and lo < v.end for v in vmas):
+        if window_is_free(slot * a, units * a):
             for _ in range(units - 1):
                 next(_slot_counter)
-            return lo
+            return slot * a
     raise RuntimeError("no free address slot for a region")
 
 
