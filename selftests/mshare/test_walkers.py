@@ -71,7 +71,7 @@ def _efault_or(fn: Callable[[], bytes]) -> bytes | None:
     try:
         return fn()
     except OSError as e:
-        assert e.errno == errno.EFAULT, f"unexpected errno {errno.errorcode.get(e.errno)}"
+        assert e.errno == errno.EFAULT, f"unexpected errno {kapi.errno_name(e.errno or 0)}"
         return None
 
 
