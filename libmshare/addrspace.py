@@ -14,6 +14,7 @@ caller maps with MAP_FIXED_NOREPLACE and retries on EEXIST.
 
 from __future__ import annotations
 
+import functools
 import mmap as _pymmap
 import resource
 from dataclasses import dataclass
@@ -69,6 +70,8 @@ def read_maps() -> list[MapEntry]:
         return parse_maps(f.read())
 
 
+# Sysctls an administrator sets at boot: read once per process, not per region.
+@functools.cache
 def _mmap_min_addr() -> int:
     try:
         with open("/proc/sys/vm/mmap_min_addr", encoding="ascii") as f:
@@ -77,6 +80,7 @@ def _mmap_min_addr() -> int:
         return 0x10000
 
 
+@functools.cache
 def _mmap_rnd_bits() -> int:
     try:
         with open("/proc/sys/vm/mmap_rnd_bits", encoding="ascii") as f:
