@@ -9,6 +9,7 @@ SGA costs is then what the attach and touch add.
 
 from __future__ import annotations
 
+import ctypes
 import random
 import resource
 import time
@@ -46,6 +47,32 @@ def touch_all(view: memoryview, dst: memoryview) -> None:
         dst[:] = every_page
 
 
+# glibc mallopt() parameters.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_KEEP_HEAP = 32 << 20
+
+
+def keep_strided_copy_buffer(n: int) -> None:
+    """Make the temporary buffer of touch_all() cost no page faults.
+
+    CPython copies a strided memoryview through a temporary buffer of ``n`` bytes taken
+    from malloc and freed at once.  With glibc's defaults a buffer above 128 KiB is a
+    fresh mmap every time, and a smaller one may be trimmed from the heap: either way
+    the touch pass would count faults on that buffer (16 at 256M, 64 at 1G) as faults on
+    the SGA.  Keep such buffers in the heap, and fault one in now.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_HEAP)
+    libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_HEAP)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    buf = libc.malloc(n)
+    if buf:
+        ctypes.memset(buf, 0, n)
+        libc.free(buf)
+
+
 def minflt() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
@@ -78,6 +105,7 @@ def serve(idx: int, spec: ServerSpec, warm: BufferCache, ctrl_fd: int, report_fd
     rng = random.Random(spec.seed * 1_000_003 + idx)
     # Touch destination written once now, so the touch pass faults only on the SGA.
     dst = memoryview(bytearray(b"\x01") * (spec.size // PAGE))
+    keep_strided_copy_buffer(len(dst))
     touch_all(warm.view, dst[:len(warm.view[::PAGE])])
     workload(warm, spec.pool, locks, rng, 0.5, ops=WARMUP_OPS)
     minflt()
