@@ -22,6 +22,9 @@ import libmshare
 from libmshare import Region, _libc
 
 GUEST = os.environ.get("LIBMSHARE_GUEST") == "1"
+# -S: libmshare needs only the standard library and comes from PYTHONPATH; site's .pth
+# processing is two thirds of an interpreter's start-up under TCG.
+PYTHON = [sys.executable, "-S"]
 _seq = itertools.count()
 
 
@@ -71,7 +74,7 @@ def test_create_then_attach_in_subprocess(name: str, align: int) -> None:
             " bytes(r.buf[-4:]).decode())\n"
             "    r.buf[6:11] = b'child'\n"
         )
-        out = subprocess.run([sys.executable, "-c", code, name], capture_output=True,
+        out = subprocess.run([*PYTHON, "-c", code, name], capture_output=True,
                              text=True, timeout=120, check=False)
         assert out.returncode == 0, out.stderr
         assert out.stdout.split() == [hex(r.start), hex(align), "parent", "tail"]
@@ -124,7 +127,7 @@ def test_readonly_attach_cannot_write(name: str, align: int) -> None:
     with libmshare.attach(name) as r:
         r.buf[:4] = b"data"
         r.close()
-    out = subprocess.run([sys.executable, "-c", code, name], capture_output=True, text=True,
+    out = subprocess.run([*PYTHON, "-c", code, name], capture_output=True, text=True,
                          timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "data", "refused"]
@@ -216,7 +219,7 @@ def test_regions_in_directories(sdk_mount: str, align: int) -> None:
 def _as_nobody(code: str, name: str) -> list[str]:
     # Imports first: the interpreter may live where user nobody cannot read.
     prologue = "import os, sys, libmshare\nos.setgid(65534); os.setuid(65534)\n"
-    out = subprocess.run([sys.executable, "-c", prologue + code, name], capture_output=True,
+    out = subprocess.run([*PYTHON, "-c", prologue + code, name], capture_output=True,
                          text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     return out.stdout.splitlines()
