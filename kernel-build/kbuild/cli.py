@@ -26,7 +26,10 @@ BZIMAGE_REL = Path("arch/x86/boot/bzImage")
 
 
 class BuildError(RuntimeError):
-    pass
+    @classmethod
+    def from_make(cls, err: kmake.MakeError, log_path: Path) -> BuildError:
+        """A failed make step, with the tail of its output and where the full log is."""
+        return cls(f"{err}\n" + "\n".join(err.tail) + f"\nfull log: {log_path}")
 
 
 def say(msg: str) -> None:
@@ -138,7 +141,7 @@ def build_cached(args: argparse.Namespace) -> Path:
                 configure(tree, fragments, env, log)
                 image = compile_kernel(tree, args.jobs, env, log, name)
             except kmake.MakeError as err:
-                raise BuildError(f"{err}\n" + "\n".join(err.tail) + f"\nfull log: {log_path}")
+                raise BuildError.from_make(err, log_path) from err
         seconds = round(time.monotonic() - started)
         staging = out.with_name(key + ".tmp")
         shutil.rmtree(staging, ignore_errors=True)
@@ -174,7 +177,7 @@ def build_user_tree(args: argparse.Namespace) -> Path:
             configure(tree, fragments, env, log)
             image = compile_kernel(tree, args.jobs, env, log, f"{tree.name}/{args.flavor}")
         except kmake.MakeError as err:
-            raise BuildError(f"{err}\n" + "\n".join(err.tail) + f"\nfull log: {log_path}")
+            raise BuildError.from_make(err, log_path) from err
     seconds = round(time.monotonic() - started)
     say(f"built {tree} in {seconds // 60}m{seconds % 60:02d}s")
     return image

@@ -8,6 +8,7 @@ path of the test binary as the only line on stdout.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from . import cli, flavors, kmake, patches, source
@@ -18,7 +19,7 @@ BINARY = TEST_DIR / "mshare_test"
 
 def build(flavor: str, mshare: bool) -> Path:
     cli.build_cached(argparse.Namespace(flavor=flavor, mshare="on" if mshare else "off",
-                                        jobs=2, tree=None))
+                                        jobs=os.cpu_count() or 2, tree=None))
     root = cli.cache_root()
     name = flavor + ("" if mshare else "-nomshare")
     work = root / "trees" / name
@@ -35,7 +36,7 @@ def build(flavor: str, mshare: bool) -> Path:
                 kmake.run_logged(["make", "-C", str(TEST_DIR.parent), "TARGETS=mshare"],
                                  tree, env, log)
             except kmake.MakeError as err:
-                raise cli.BuildError(f"{err}\n" + "\n".join(err.tail) + f"\nfull log: {log_path}")
+                raise cli.BuildError.from_make(err, log_path) from err
     binary = tree / BINARY
     if not binary.is_file():
         raise cli.BuildError(f"make succeeded but {binary} is missing")
