@@ -8,6 +8,9 @@ FLAVOR_FRAGMENTS: dict[str, tuple[str, ...]] = {
     "release": ("release",),
     "debug": ("debug",),
     "kasan": ("debug", "kasan"),
+    # release plus what the kernel's own mm selftests need, for the with/without-series
+    # comparison (ci/run-mm-selftests).
+    "mmtests": ("release", "mm-selftests"),
 }
 FLAVORS = tuple(FLAVOR_FRAGMENTS)
 MSHARE_FRAGMENT = "mshare"

@@ -60,7 +60,7 @@ def test_flavor_fragment_order() -> None:
         fragment_names("fast", mshare=False)
 
 
-@pytest.mark.parametrize("flavor", ["release", "debug", "kasan"])
+@pytest.mark.parametrize("flavor", ["release", "debug", "kasan", "mmtests"])
 def test_real_fragments_are_clean(flavor: str) -> None:
     """Every line of the shipped fragments is a comment, blank, or a parsable option:
     a typo there would otherwise be ignored by merge_config.sh and by verification."""
@@ -79,3 +79,10 @@ def test_kasan_flavor_turns_off_slub_tiny() -> None:
     assert merged["CONFIG_PROVE_LOCKING"] == "y"  # kasan includes debug
     release = kconfig.merge_requests(fragment_paths(CONFIG_DIR, "release", mshare=False))
     assert "CONFIG_KASAN" not in release and "CONFIG_PROVE_LOCKING" not in release
+
+
+def test_mmtests_flavor_is_release_plus_mm_selftest_options() -> None:
+    merged = kconfig.merge_requests(fragment_paths(CONFIG_DIR, "mmtests", mshare=True))
+    for opt in ("CONFIG_GUP_TEST", "CONFIG_MEM_SOFT_DIRTY", "CONFIG_KSM", "CONFIG_MSHARE"):
+        assert merged[opt] == "y", opt
+    assert "CONFIG_PROVE_LOCKING" not in merged

@@ -1,0 +1,152 @@
+"""ci/run-mm-selftests: the kernel's own mm selftests (tools/testing/selftests/mm from the
+same 6.12 source) on our kernel with the series (CONFIG_MSHARE=y) and on the same config
+with CONFIG_MSHARE=n, then a comparison table.  On demand, not in CI: it needs two more
+kernels (the `mmtests` flavor: release plus what the mm selftests ask for).
+
+Writes selftests/results/mm-selftests.md and .json; exits 1 when a case that passes
+without the series does not pass with it, or when only the series' kernel logged a splat.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import compare, tap
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "selftests" / "results"
+FLAVOR = "mmtests"
+# Categories that fit a 2-vCPU TCG guest.  Left out: vmalloc and hmm (their test drivers
+# are modules, and our guests load none), ksm_numa and migration (need 2 NUMA nodes),
+# pkey (no protection keys under TCG), and destructive tests (-d).
+DEFAULT_CATEGORIES = (
+    "mmap", "gup_test", "userfaultfd", "compaction", "mlock", "process_mrelease",
+    "mremap", "hugevm", "madv_populate", "memfd_secret", "ksm", "soft_dirty", "pagemap",
+    "cow", "thp", "hugetlb", "mkdirty", "mdwe",
+)
+SPLAT = 125
+
+
+def say(msg: str) -> None:
+    print(f"run-mm-selftests: {msg}", file=sys.stderr, flush=True)
+
+
+def last_line(cmd: list[str]) -> Path:
+    """Run one of our build tools (progress on stderr); its last stdout line is a path."""
+    proc = subprocess.run([sys.executable, *cmd], stdout=subprocess.PIPE, text=True,
+                          stdin=subprocess.DEVNULL, check=False, cwd=REPO)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(cmd)} failed (status {proc.returncode})")
+    return Path(lines[-1])
+
+
+@dataclass
+class Run:
+    kernel: str
+    vm_run_status: int
+    seconds: int
+    problems: list[str] = field(default_factory=list)
+    categories: list[tap.Category] = field(default_factory=list)
+    cases: list[tap.Case] = field(default_factory=list)
+
+    @property
+    def splat(self) -> bool:
+        return self.vm_run_status == SPLAT
+
+    def record(self) -> dict[str, object]:
+        return {"kernel": self.kernel, "vm_run_status": self.vm_run_status,
+                "seconds": self.seconds, "splat": self.splat, "problems": self.problems,
+                "categories": [asdict(c) for c in self.categories]}
+
+
+def run_variant(mshare: str, categories: list[str], limit: int, work: Path) -> Run:
+    kernel = last_line(["kernel-build/build", "--flavor", FLAVOR, "--mshare", mshare])
+    runner = last_line(["kernel-build/kselftest", "--flavor", FLAVOR, "--mshare", mshare,
+                        "--target", "mm"])
+    scratch = work / f"mshare-{mshare}"
+    shutil.copytree(runner.parent, scratch / "mm", symlinks=True)
+    out = scratch / "out"
+    cmd = [sys.executable, "ci/vm-run", "--kernel", str(kernel), "--rwdir", str(scratch),
+           "--timeout", str(limit * len(categories) + 600), "--",
+           "bash", str(REPO / "ci" / "guest-mm-selftests"), str(scratch / "mm"), str(out),
+           str(limit), *categories]
+    say(f"CONFIG_MSHARE={'y' if mshare == 'on' else 'n'}: {kernel}")
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    assert proc.stderr is not None
+    problems: list[str] = []
+    reporting = False
+    for line in proc.stderr:
+        sys.stderr.write(line)
+        if "KERNEL PROBLEM" in line:
+            reporting = True
+        elif reporting and not line.startswith("vm-run:"):
+            problems.append(line.rstrip())
+        else:
+            reporting = False
+        if line.startswith("vm-run: guest dmesg: "):
+            dmesg = Path(line.split(": ", 2)[2].strip())
+            if dmesg.is_file():
+                shutil.copy2(dmesg, scratch / "dmesg.txt")
+    status = proc.wait()
+    cats, cases = tap.read_run(out)
+    return Run(str(kernel), status, round(time.monotonic() - started), problems, cats, cases)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="ci/run-mm-selftests", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--categories", default=" ".join(DEFAULT_CATEGORIES),
+                   help="run_vmtests.sh categories, space separated")
+    p.add_argument("--limit", type=int, default=900, help="seconds per category (900)")
+    p.add_argument("--results", type=Path, default=RESULTS,
+                   help="where mm-selftests.md/.json go (default selftests/results)")
+    args = p.parse_args(argv)
+    categories = args.categories.split()
+    root = Path.home() / ".cache" / "libmshare" / "mm-selftests"
+    work = root / time.strftime("%Y%m%d-%H%M%S")
+    work.mkdir(parents=True)
+    say(f"work directory: {work}")
+    try:
+        on = run_variant("on", categories, args.limit, work)
+        off = run_variant("off", categories, args.limit, work)
+    except RuntimeError as err:
+        say(f"FAILED: {err}")
+        return 1
+    rows = compare.join(on.cases, off.cases)
+    bad = compare.regressions(rows)
+    header = (
+        "# mm selftests with and without the series\n\n"
+        f"`ci/run-mm-selftests` on {time.strftime('%Y-%m-%d')}: tools/testing/selftests/mm "
+        "of the same 6.12 source, `run_vmtests.sh -t CATEGORY` per category, in a "
+        "2-vCPU, 4 GiB QEMU/TCG guest; kernels of the `mmtests` flavor (release plus "
+        "kernel-build/config/mm-selftests), the series applied in both, CONFIG_MSHARE=y "
+        "in one and =n in the other.\n\n"
+        f"Guest run: {on.seconds} s with the series, {off.seconds} s without; "
+        f"dmesg splat: {'yes' if on.splat else 'no'} with, "
+        f"{'yes' if off.splat else 'no'} without.")
+    text = compare.render_markdown(rows, on.categories, off.categories, header)
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "mm-selftests.md").write_text(text)
+    record = {
+        "categories": categories, "limit_s": args.limit,
+        "runs": {"mshare_y": on.record(), "mshare_n": off.record()},
+        "cases": [asdict(r) for r in rows],
+        "regressions": [r.name for r in bad],
+    }
+    (args.results / "mm-selftests.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(text)
+    say(f"table: {args.results / 'mm-selftests.md'}; logs: {work}")
+    if bad:
+        say("REGRESSIONS: " + ", ".join(r.name for r in bad))
+    if on.splat and not off.splat:
+        say("the series' kernel logged a splat the other did not: " + " | ".join(on.problems))
+    return 1 if bad or (on.splat and not off.splat) else 0
