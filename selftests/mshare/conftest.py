@@ -9,6 +9,7 @@
 - @pytest.mark.needs_config("CONFIG_X"): skipped with a "kernel config:" reason when the
   running kernel's /proc/config.gz has the option off (the only skip allowed in the guest).
 - @pytest.mark.timeout(seconds): per-test watchdog (SIGALRM), 300 s by default; 0: none.
+  Every watchdog, here and in harness, is stretched by LIBMSHARE_TIME_SCALE.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class TestTimeout(Exception):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     mark = item.get_closest_marker("timeout")
-    seconds = int(mark.args[0]) if mark else DEFAULT_TIMEOUT
+    seconds = round(harness.scaled(int(mark.args[0]) if mark else DEFAULT_TIMEOUT))
     main = threading.current_thread() is threading.main_thread()
     if main:
         def on_alarm(signum: int, frame: FrameType | None) -> None:

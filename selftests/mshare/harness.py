@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 NOBODY = 65534
 GUEST = os.environ.get("LIBMSHARE_GUEST") == "1"
+TIME_SCALE = float(os.environ.get("LIBMSHARE_TIME_SCALE") or 1)
 RW = kapi.PROT_READ | kapi.PROT_WRITE
 
 
@@ -299,8 +300,14 @@ def pattern(seed: int, n: int = kapi.PAGE) -> bytes:
     return (block * (n // 16 + 1))[:n]
 
 
+def scaled(seconds: float) -> float:
+    """A watchdog limit stretched by LIBMSHARE_TIME_SCALE (selftests/run --time-scale), for
+    kernels that run everything several times slower (KASAN under TCG)."""
+    return seconds * TIME_SCALE
+
+
 def wait_until(pred: Callable[[], bool], timeout: float = 30.0, step: float = 0.005) -> bool:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         if pred():
             return True
@@ -383,7 +390,7 @@ class Child:
         self.status: int | None = None
 
     def wait_status(self, timeout: float = 120.0) -> tuple[bytes, int]:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         try:
             data = _read_all(self._r, deadline)
         except TimeoutError:
@@ -439,7 +446,7 @@ class Gate:
 
     def wait(self, timeout: float = 120.0) -> None:
         """Block until open(); nobody reads the byte, so it stays readable for everyone."""
-        ready, _, _ = select.select([self.r], [], [], timeout)
+        ready, _, _ = select.select([self.r], [], [], scaled(timeout))
         if not ready:
             raise TimeoutError("gate never opened")
 
@@ -469,7 +476,7 @@ class Counter:
         os.write(self.w, b".")
 
     def wait_for(self, n: int, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + scaled(timeout)
         while self.got < n:
             left = deadline - time.monotonic()
             ready, _, _ = select.select([self.r], [], [], max(left, 0))
@@ -490,7 +497,7 @@ def run_python(code: str, *args: str, timeout: float = 120.0) -> subprocess.Comp
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(REPO), env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-c", code, *args], check=False, env=env, text=True,
-                          capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+                          capture_output=True, timeout=scaled(timeout), stdin=subprocess.DEVNULL)
 
 
 def shm_dir() -> str:

@@ -105,13 +105,13 @@ def test_write_seen_at_once_by_other_process(region: harness.Region) -> None:
                 raise TimeoutError(f"never saw {value} at {addr:#x}")
 
     def child() -> None:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + harness.scaled(60)
         for i in range(1, rounds + 1):
             spin_until(ping, i, deadline)
             kapi.poke(pong, i.to_bytes(8, "little"))
 
     kid = harness.Child(child)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + harness.scaled(60)
     for i in range(1, rounds + 1):
         kapi.poke(ping, i.to_bytes(8, "little"))
         spin_until(pong, i, deadline)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import harness
 import pytest
 
 import libmshare
@@ -41,7 +42,7 @@ def name() -> Iterator[str]:
 
 def mshare(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*PYTHON, "-m", "libmshare.cli", *args], capture_output=True,
-                          text=True, timeout=240, check=False)
+                          text=True, timeout=harness.scaled(240), check=False)
 
 
 def ok(*args: str) -> str:
@@ -80,7 +81,7 @@ def test_created_region_outlives_the_command_and_another_process_attaches(name: 
             "    r.buf[:3] = b'cli'\n"
             "    print(hex(r.start))\n")
     out = subprocess.run([*PYTHON, "-c", code, name], capture_output=True, text=True,
-                         timeout=240, check=False)
+                         timeout=harness.scaled(240), check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == hex(created["start"])
     with libmshare.attach(name, readonly=True) as r:

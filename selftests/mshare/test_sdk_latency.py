@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import harness
 import pytest
 
 import libmshare
@@ -101,9 +102,9 @@ def _c_cycle_ns(path: str, start: int, size: int) -> float:
     with tempfile.TemporaryDirectory() as d:
         src, exe = Path(d) / "cycle.c", Path(d) / "cycle"
         src.write_text(C_SOURCE)
-        subprocess.run([cc, "-O2", "-o", str(exe), str(src)], check=True, timeout=120)
+        subprocess.run([cc, "-O2", "-o", str(exe), str(src)], check=True, timeout=harness.scaled(120))
         out = subprocess.run([str(exe), path, hex(start), str(size), str(ITERATIONS)],
-                             capture_output=True, text=True, timeout=600, check=False)
+                             capture_output=True, text=True, timeout=harness.scaled(600), check=False)
     assert out.returncode == 0, out.stderr
     return float(out.stdout)
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import harness
 import pytest
 
 import libmshare
@@ -75,7 +76,7 @@ def test_create_then_attach_in_subprocess(name: str, align: int) -> None:
             "    r.buf[6:11] = b'child'\n"
         )
         out = subprocess.run([*PYTHON, "-c", code, name], capture_output=True,
-                             text=True, timeout=120, check=False)
+                             text=True, timeout=harness.scaled(120), check=False)
         assert out.returncode == 0, out.stderr
         assert out.stdout.split() == [hex(r.start), hex(align), "parent", "tail"]
         assert bytes(r.buf[:11]) == b"parentchild"
@@ -94,8 +95,8 @@ def test_multiprocessing_spawn(name: str) -> None:
         q: mp.Queue[tuple[int, bytes]] = ctx.Queue()
         p = ctx.Process(target=_spawn_reader, args=(r, q))
         p.start()
-        assert q.get(timeout=120) == (r.start, b"parent")
-        p.join(120)
+        assert q.get(timeout=harness.scaled(120)) == (r.start, b"parent")
+        p.join(harness.scaled(120))
         assert p.exitcode == 0
         assert bytes(r.buf[6:12]) == b"spawn!"
 
@@ -128,7 +129,7 @@ def test_readonly_attach_cannot_write(name: str, align: int) -> None:
         r.buf[:4] = b"data"
         r.close()
     out = subprocess.run([*PYTHON, "-c", code, name], capture_output=True, text=True,
-                         timeout=120, check=False)
+                         timeout=harness.scaled(120), check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "data", "refused"]
 
@@ -220,7 +221,7 @@ def _as_nobody(code: str, name: str) -> list[str]:
     # Imports first: the interpreter may live where user nobody cannot read.
     prologue = "import os, sys, libmshare\nos.setgid(65534); os.setuid(65534)\n"
     out = subprocess.run([*PYTHON, "-c", prologue + code, name], capture_output=True,
-                         text=True, timeout=120, check=False)
+                         text=True, timeout=harness.scaled(120), check=False)
     assert out.returncode == 0, out.stderr
     return out.stdout.splitlines()
 

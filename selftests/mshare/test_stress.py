@@ -185,7 +185,7 @@ def test_attach_detach_churn_while_parent_writes(region: harness.Region) -> None
 
     kids = [harness.Child(churn, i) for i in range(n)]
     last = 0
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + harness.scaled(5)
     while time.monotonic() < deadline:
         last += 1
         region.poke(0, last.to_bytes(8, "little"))

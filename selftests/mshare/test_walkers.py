@@ -240,7 +240,7 @@ def test_futex_wake_reaches_waiter_in_other_sharer(region: harness.Region) -> No
 
     def waiter() -> int:
         wakeups = 0
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + harness.scaled(60)
         while kapi.peek(word, 4) == b"\0\0\0\0" and time.monotonic() < deadline:
             try:
                 kapi.futex_wait(word, 0, 5.0)
@@ -251,7 +251,7 @@ def test_futex_wake_reaches_waiter_in_other_sharer(region: harness.Region) -> No
         return wakeups
 
     kid = harness.Child(waiter)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + harness.scaled(30)
     woken = 0
     while woken == 0 and time.monotonic() < deadline:
         woken = kapi.futex_wake(word, 1)
