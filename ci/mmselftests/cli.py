@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from . import compare, tap
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "selftests" / "results"
-FLAVOR = "mmtests"
+DEFAULT_FLAVOR = "mmtests"
 # Categories that fit a 2-vCPU TCG guest.  Left out: vmalloc and hmm (their test drivers
 # are modules, and our guests load none), ksm_numa and migration (need 2 NUMA nodes),
 # pkey (no protection keys under TCG), and destructive tests (-d).
@@ -31,10 +32,25 @@ DEFAULT_CATEGORIES = (
     "cow", "thp", "hugetlb", "mkdirty", "mdwe",
 )
 SPLAT = 125
+# Build dependencies of the mm selftests (ksm_tests and migration link libnuma,
+# mlock-random-test and memfd_secret libcap), and sudo, which run_vmtests.sh uses to run
+# on-fault-limit as nobody.
+APT_PACKAGES = ("libnuma-dev", "libcap-dev", "sudo")
 
 
 def say(msg: str) -> None:
     print(f"run-mm-selftests: {msg}", file=sys.stderr, flush=True)
+
+
+def ensure_packages() -> None:
+    missing = [p for p in APT_PACKAGES if subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True,
+        check=False).stdout != "install ok installed"]
+    if missing:
+        say("apt-get install " + " ".join(missing))
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, env=env,
+                       stdout=sys.stderr)
 
 
 def last_line(cmd: list[str]) -> Path:
@@ -66,9 +82,10 @@ class Run:
                 "categories": [asdict(c) for c in self.categories]}
 
 
-def run_variant(mshare: str, categories: list[str], limit: int, work: Path) -> Run:
-    kernel = last_line(["kernel-build/build", "--flavor", FLAVOR, "--mshare", mshare])
-    runner = last_line(["kernel-build/kselftest", "--flavor", FLAVOR, "--mshare", mshare,
+def run_variant(flavor: str, mshare: str, categories: list[str], limit: int,
+                work: Path) -> Run:
+    kernel = last_line(["kernel-build/build", "--flavor", flavor, "--mshare", mshare])
+    runner = last_line(["kernel-build/kselftest", "--flavor", flavor, "--mshare", mshare,
                         "--target", "mm"])
     scratch = work / f"mshare-{mshare}"
     shutil.copytree(runner.parent, scratch / "mm", symlinks=True)
@@ -106,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--categories", default=" ".join(DEFAULT_CATEGORIES),
                    help="run_vmtests.sh categories, space separated")
+    p.add_argument("--flavor", default=DEFAULT_FLAVOR,
+                   help="kernel flavor for both runs (default mmtests: release plus "
+                        "kernel-build/config/mm-selftests; release lacks some options "
+                        "and those cases skip)")
     p.add_argument("--limit", type=int, default=900, help="seconds per category (900)")
     p.add_argument("--results", type=Path, default=RESULTS,
                    help="where mm-selftests.md/.json go (default selftests/results)")
@@ -116,9 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True)
     say(f"work directory: {work}")
     try:
-        on = run_variant("on", categories, args.limit, work)
-        off = run_variant("off", categories, args.limit, work)
-    except RuntimeError as err:
+        ensure_packages()
+        on = run_variant(args.flavor, "on", categories, args.limit, work)
+        off = run_variant(args.flavor, "off", categories, args.limit, work)
+    except (RuntimeError, subprocess.CalledProcessError) as err:
         say(f"FAILED: {err}")
         return 1
     rows = compare.join(on.cases, off.cases)
@@ -127,9 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         "# mm selftests with and without the series\n\n"
         f"`ci/run-mm-selftests` on {time.strftime('%Y-%m-%d')}: tools/testing/selftests/mm "
         "of the same 6.12 source, `run_vmtests.sh -t CATEGORY` per category, in a "
-        "2-vCPU, 4 GiB QEMU/TCG guest; kernels of the `mmtests` flavor (release plus "
-        "kernel-build/config/mm-selftests), the series applied in both, CONFIG_MSHARE=y "
-        "in one and =n in the other.\n\n"
+        f"2-vCPU, 4 GiB QEMU/TCG guest; kernels of the `{args.flavor}` flavor, the series "
+        "applied in both, CONFIG_MSHARE=y in one and =n in the other.\n\n"
         f"Guest run: {on.seconds} s with the series, {off.seconds} s without; "
         f"dmesg splat: {'yes' if on.splat else 'no'} with, "
         f"{'yes' if off.splat else 'no'} without.")
@@ -137,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "mm-selftests.md").write_text(text)
     record = {
-        "categories": categories, "limit_s": args.limit,
+        "flavor": args.flavor, "categories": categories, "limit_s": args.limit,
         "runs": {"mshare_y": on.record(), "mshare_n": off.record()},
         "cases": [asdict(r) for r in rows],
         "regressions": [r.name for r in bad],
