@@ -18,6 +18,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from vmrun.cli import cache_root
+from vmrun.dmesg import scan_files
+from vmrun.guest import KMEMLEAK_FILE
+
 from . import compare, tap
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,21 +103,18 @@ def run_variant(flavor: str, mshare: str, categories: list[str], limit: int,
     proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
     assert proc.stderr is not None
-    problems: list[str] = []
-    reporting = False
+    dmesg: Path | None = None
     for line in proc.stderr:
         sys.stderr.write(line)
-        if "KERNEL PROBLEM" in line:
-            reporting = True
-        elif reporting and not line.startswith("vm-run:"):
-            problems.append(line.rstrip())
-        else:
-            reporting = False
         if line.startswith("vm-run: guest dmesg: "):
             dmesg = Path(line.split(": ", 2)[2].strip())
-            if dmesg.is_file():
-                shutil.copy2(dmesg, scratch / "dmesg.txt")
     status = proc.wait()
+    # vm-run's own scanner decided the status; keep its findings (dmesg and kmemleak
+    # report, both in vm-run's scratch directory) for the record.
+    problems: list[str] = []
+    if dmesg and dmesg.is_file():
+        shutil.copy2(dmesg, scratch / "dmesg.txt")
+        problems = [str(f) for f in scan_files([dmesg, dmesg.with_name(KMEMLEAK_FILE)])]
     cats, cases = tap.read_run(out)
     return Run(str(kernel), status, round(time.monotonic() - started), problems, cats, cases)
 
@@ -132,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="where mm-selftests.md/.json go (default selftests/results)")
     args = p.parse_args(argv)
     categories = args.categories.split()
-    root = Path.home() / ".cache" / "libmshare" / "mm-selftests"
-    work = root / time.strftime("%Y%m%d-%H%M%S")
+    work = cache_root() / "mm-selftests" / time.strftime("%Y%m%d-%H%M%S")
     work.mkdir(parents=True)
     say(f"work directory: {work}")
     try:
