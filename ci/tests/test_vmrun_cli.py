@@ -35,7 +35,7 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-un
     monkeypatch.setenv("LIBMSHARE_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
 
-    def setup(mode: str = "run", dmesg: str = "[    0.000000] Linux version 6.12.117\n"):
+    def setup(mode: str = "run", dmesg: str = "[    0.000000] Linux version 6.12.117\n") -> Path:
         (bin_dir / "dmesg.txt").write_text(dmesg)
         (bin_dir / "dmesg").write_text(f"#!/bin/sh\ncat {bin_dir / 'dmesg.txt'}\n")
         fake_vng = bin_dir / "vng"
@@ -92,3 +92,10 @@ def test_command_is_required() -> None:
         cli.parse_args(["--kernel", "x"])
     assert cli.parse_args(["--", "sh", "-c", "exit 3"]).cmd == ["sh", "-c", "exit 3"]
     assert cli.parse_args(["--", "python3", "--version"]).cmd == ["python3", "--version"]
+
+
+def test_flavor_choices_are_the_builds() -> None:
+    # Every flavor kernel-build/build knows is bootable by name; nothing else is.
+    assert cli.parse_args(["--flavor", "mmtests", "--", "true"]).flavor == "mmtests"
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--flavor", "nosuch", "--", "true"])

@@ -15,10 +15,15 @@ import sys
 import time
 from pathlib import Path
 
-from . import dmesg, guest, status, vng
-
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "kernel-build" / "build"
+# The flavor list lives with the build (kernel-build/kbuild); take it from there.
+sys.path.insert(0, str(BUILD.parent))
+
+from kbuild.flavors import FLAVORS
+
+from . import dmesg, guest, status, vng
+
 KEEP_RUNS = 20
 
 
@@ -66,7 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--kernel", type=Path, help="bzImage to boot")
-    which.add_argument("--flavor", choices=("release", "debug", "kasan"), default="debug",
+    which.add_argument("--flavor", choices=FLAVORS, default="debug",
                        help="build (or take from the cache) this flavor (default: debug)")
     p.add_argument("--mshare", choices=("on", "off"), default="on",
                    help="with --flavor: off boots the CONFIG_MSHARE=n comparison kernel")
