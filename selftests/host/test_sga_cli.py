@@ -76,10 +76,16 @@ def _group_alive(pgid: int) -> list[int]:
 
 @pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_mid_run_stops_the_servers_and_removes_the_sga(sig: int, status: int) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "examples.sga", "--backend", "shm", "-n", "4", "-s", "4M",
-         "-d", "60"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)  # its own process group: the servers are found by it
+    # A shell's background job starts with SIGINT ignored, which exec passes on and which
+    # stops Python installing its handler: give the CLI the disposition a user's has.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "examples.sga", "--backend", "shm", "-n", "4", "-s", "4M",
+             "-d", "60"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True)  # its own process group: the servers are found by it
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert proc.stderr is not None
     deadline = time.monotonic() + 60
     for line in proc.stderr:
