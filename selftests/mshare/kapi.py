@@ -288,7 +288,15 @@ def minflt() -> int:
 
 
 def meminfo() -> dict[str, int]:
-    """/proc/meminfo in kB."""
+    """/proc/meminfo in kB, with the per-CPU vmstat deltas folded in first (as root).
+
+    Unfolded, the global counters lag by up to a per-CPU threshold: PageTables read
+    0-88 kB high across six otherwise identical 64-attacher runs, none of it in any
+    process's VmPTE.  Writing stat_refresh folds them at once.
+    """
+    if os.geteuid() == 0:
+        with open("/proc/sys/vm/stat_refresh", "w") as f:
+            f.write("1\n")
     out = {}
     with open("/proc/meminfo") as f:
         for line in f:

@@ -1,11 +1,12 @@
 """Page-table sharing, measured: 64 attachers versus the same run on a /dev/shm file.
 
 Per run: N processes are forked first (each opens the file and warms its code path),
-/proc/meminfo PageTables is read, then the creator writes one byte per 4 KiB page over
-256 MiB and the N attach and read one byte per page.  The read loop is sum() over a
-strided memoryview of the mapping: it iterates in C and yields cached small ints, so the
-pass allocates nothing and ru_minflt counts the mapping's faults alone.  PageTables is
-read again while all N still hold their mappings.
+/proc/meminfo PageTables is read (kapi.meminfo folds the per-CPU counters first), then
+the creator writes one byte per 4 KiB page over 256 MiB and the N attach and read one
+byte per page.  The read loop is sum() over a strided memoryview of the mapping: it
+iterates in C and yields cached small ints, so the pass allocates nothing and ru_minflt
+counts the mapping's faults alone.  PageTables is read again while all N still hold their
+mappings.
 
 Bound (issue 3): the rise stays within 1.2 x one copy of the tables for 256 MiB (128 PTE
 tables + a PMD and a PUD table = 520 KiB), and each attacher takes at most 10 minor faults;
