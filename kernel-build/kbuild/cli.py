@@ -133,7 +133,8 @@ def build_cached(args: argparse.Namespace) -> Path:
         started = time.monotonic()
         tree = prepare_tree(work, src, series)
         fragments, applied = choose_fragments(tree, args.flavor, mshare)
-        env = kmake.make_env(tree, build_user=name, build_host=f"libmshare-{key[:12]}")
+        env = kmake.make_env(tree, build_user=name, build_host=f"libmshare-{key[:12]}",
+                             timestamp=source.timestamp(src))
         log_path = work / "build.log"
         say(f"log: {log_path}")
         with log_path.open("w") as log:

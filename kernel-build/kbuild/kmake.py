@@ -28,12 +28,21 @@ class MakeError(RuntimeError):
         self.tail = tail
 
 
-def make_env(tree: Path, build_user: str, build_host: str) -> dict[str, str]:
+def make_env(tree: Path, build_user: str, build_host: str,
+             timestamp: str | None = None) -> dict[str, str]:
+    """make's environment; with `timestamp`, the image no longer depends on when or how
+    often the tree was built (the build date and the #N counter are baked into it)."""
     env = dict(os.environ)
     env["CCACHE_BASEDIR"] = str(tree)
+    # Depend mode hashes the headers kbuild's -MMD lists instead of running the
+    # preprocessor first: a cold build then preprocesses each file once, not twice.
+    env["CCACHE_DEPEND"] = "1"
     # Shown in the guest's /proc/version, so a guest can tell which build it booted.
     env["KBUILD_BUILD_USER"] = build_user
     env["KBUILD_BUILD_HOST"] = build_host
+    if timestamp is not None:
+        env["KBUILD_BUILD_TIMESTAMP"] = timestamp
+        env["KBUILD_BUILD_VERSION"] = "1"
     env.pop("ARCH", None)
     env.pop("KCONFIG_CONFIG", None)  # merge_config.sh and make must both use .config
     return env

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,13 @@ def locate(cache_root: Path, tarball: Path = TARBALL) -> Source:
     ensure_installed(tarball)
     version = package_version() or "unknown"
     return Source(tarball, version, file_sha256(tarball, cache_root / "source-sha256.json"))
+
+
+def timestamp(source: Source) -> str:
+    """The tarball's mtime, which dpkg takes from the package: the same on every machine
+    with this version, so it can stand in for the build date."""
+    mtime = source.tarball.stat().st_mtime
+    return time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime(mtime))
 
 
 def unpack(source: Source, dest: Path) -> None:
