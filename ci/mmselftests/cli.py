@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from vmrun.cli import cache_root
+from vmrun.cli import FLAVORS, cache_root
 from vmrun.dmesg import scan_files
 from vmrun.guest import KMEMLEAK_FILE
 
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--categories", default=" ".join(DEFAULT_CATEGORIES),
                    help="run_vmtests.sh categories, space separated")
-    p.add_argument("--flavor", default=DEFAULT_FLAVOR,
+    p.add_argument("--flavor", default=DEFAULT_FLAVOR, choices=FLAVORS,
                    help="kernel flavor for both runs (default mmtests: release plus "
                         "kernel-build/config/mm-selftests; release lacks some options "
                         "and those cases skip)")

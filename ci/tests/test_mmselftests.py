@@ -1,7 +1,8 @@
 """ci/run-mm-selftests on the host: reading run_vmtests.sh's TAP and comparing two runs."""
 from pathlib import Path
 
-from mmselftests import compare, tap
+import pytest
+from mmselftests import cli, compare, tap
 
 # Shaped like run_vmtests.sh -t CATEGORY output (TAP_PREFIX "# " on everything but results).
 LOG = """TAP version 13
@@ -104,3 +105,10 @@ def test_markdown_marks_regressions_and_totals() -> None:
     assert "| mmap | `b` | fail **REGRESSION** | pass |" in text
     assert "Regressions (pass without the series, not with it): 1." in text
     assert "| mmap | 3 | 1 | 2 | 0 |" in text
+
+
+def test_unknown_flavor_is_refused_before_any_build(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--flavor", "nosuch"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'nosuch'" in capsys.readouterr().err

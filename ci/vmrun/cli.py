@@ -17,23 +17,22 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "kernel-build" / "build"
-# The flavor list lives with the build (kernel-build/kbuild); take it from there.
+# The flavor list and the cache root live with the build (kernel-build/kbuild).
 sys.path.insert(0, str(BUILD.parent))
 
+from kbuild.cli import cache_root
 from kbuild.flavors import FLAVORS
 
 from . import dmesg, guest, status, vng
+
+# ci/mmselftests takes the flavor list and the cache root from here too.
+__all__ = ["FLAVORS", "cache_root", "main"]
 
 KEEP_RUNS = 20
 
 
 def say(msg: str) -> None:
     print(f"vm-run: {msg}", file=sys.stderr, flush=True)
-
-
-def cache_root() -> Path:
-    env = os.environ.get("LIBMSHARE_CACHE")
-    return Path(env).expanduser().resolve() if env else Path.home() / ".cache" / "libmshare"
 
 
 def build_kernel(flavor: str, mshare: str) -> Path | None:

@@ -18,9 +18,10 @@ RUN = REPO / "examples" / "sga" / "run"
 
 
 def _sga(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "examples.sga", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, check=False,
-                          **kw)  # type: ignore[call-overload]
+    out: subprocess.CompletedProcess[str] = subprocess.run(
+        [sys.executable, "-m", "examples.sga", *args], cwd=REPO, capture_output=True,
+        text=True, timeout=120, check=False, **kw)  # type: ignore[call-overload]
+    return out
 
 
 def test_help_names_every_backend_and_option() -> None:
