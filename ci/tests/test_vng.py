@@ -3,6 +3,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from vmrun import vng
 
 
@@ -46,3 +47,28 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     except ProcessLookupError:
         alive = False
     assert not alive
+
+
+def test_tools_beside_the_interpreter_are_found_with_a_minimal_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """vng starts virtme-run by name through the shell: the interpreter's bin directory
+    must be on the PATH vng runs with, even when ours is a fresh machine's (issue 14)."""
+    bin_dir = tmp_path / "venv-bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "virtme-run-standin"
+    tool.write_text("#!/bin/sh\necho found\n")
+    tool.chmod(0o755)
+    monkeypatch.setattr(vng, "interpreter_bin", lambda: bin_dir)
+    monkeypatch.setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    res = vng.run(["sh", "-c", "virtme-run-standin"], 30, tmp_path / "o", tmp_path / "e",
+                  tmp_path / "c")
+    assert res.returncode == 0, (tmp_path / "e").read_text()
+    assert (tmp_path / "o").read_text() == "found\n"
+    env = vng.tool_env({"PATH": f"/bin:{bin_dir}"})
+    assert env["PATH"] == f"{bin_dir}:/bin"
+
+
+def test_interpreter_bin_is_not_resolved() -> None:
+    # A venv's python3 is a symlink to the base interpreter; the venv's scripts are
+    # beside the link, not beside its target.
+    assert vng.interpreter_bin() == Path(sys.executable).parent

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -34,12 +35,35 @@ class VngSpec:
     extra_append: list[str]
 
 
+def interpreter_bin() -> Path:
+    """The directory our Python's console scripts (vng, virtme-run, ...) are installed in.
+
+    Not resolved: a venv's bin/python3 is a symlink to the base interpreter, whose own
+    directory does not hold the venv's scripts.
+    """
+    return Path(sys.executable).parent
+
+
 def find_vng() -> str | None:
     """vng from our own Python's bin directory first (a venv need not be on PATH)."""
-    beside = Path(sys.executable).parent / "vng"
+    beside = interpreter_bin() / "vng"
     if beside.is_file():
         return str(beside)
     return shutil.which("vng")
+
+
+def tool_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """An environment whose PATH starts with the interpreter's bin directory.
+
+    vng starts virtme-run (and virtme-run its helpers) through the shell by name, so
+    finding vng itself beside the interpreter is not enough: on a fresh machine that
+    directory (a venv's, say) is not on PATH and the shell says "virtme-run: not found".
+    """
+    env = dict(os.environ if base is None else base)
+    first = str(interpreter_bin())
+    rest = [d for d in env.get("PATH", os.defpath).split(os.pathsep) if d and d != first]
+    env["PATH"] = os.pathsep.join([first, *rest])
+    return env
 
 
 def vng_command(spec: VngSpec, vng: str = "vng") -> list[str]:
@@ -88,7 +112,8 @@ def run(cmd: list[str], timeout: float, stdout_copy: Path, stderr_copy: Path,
             console_log.open("wb") as con_f:
         splitter = ConsoleSplitter(con_f, [sys.stderr.buffer])
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
+                                stderr=subprocess.PIPE, start_new_session=True,
+                                env=tool_env())
         assert proc.stdout is not None and proc.stderr is not None
         pumps = [
             threading.Thread(target=_pump, args=(proc.stdout, [sys.stdout.buffer, out_f])),
