@@ -146,6 +146,14 @@ def main(argv: list[str] | None = None) -> int:
         say(f"no dmesg came back (vng status {result.returncode}); "
             f"guest console: {console_log}")
     findings = dmesg.scan_files(logs)
+    if (scratch / guest.DMESG_FILE).is_file():
+        user_lines = dmesg.user_space_warnings((scratch / guest.DMESG_FILE).read_text(
+            errors="replace"))
+        if user_lines:
+            say(f"{len(user_lines)} user-space warning(s) in the guest's log "
+                "(not kernel problems; a missing tool in the guest shows here):")
+            for line in user_lines[:20]:
+                print(f"  {line}", file=sys.stderr)
     if findings:
         report_splats(findings, logs)
     if cmd_status is None and not result.timed_out:

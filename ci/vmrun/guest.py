@@ -72,7 +72,9 @@ if [ -w /sys/kernel/debug/kmemleak ]; then
     echo scan > /sys/kernel/debug/kmemleak
     cat /sys/kernel/debug/kmemleak > {q(str(scratch / KMEMLEAK_FILE))}
 fi
-dmesg > {q(str(scratch / DMESG_FILE))} 2>&1
+# -x (--decode): each line starts with its facility, so the scanner can tell the
+# kernel's records from what user space wrote to /dev/kmsg; plain dmesg (busybox) if not.
+dmesg -x > {q(str(scratch / DMESG_FILE))} 2>&1 || dmesg > {q(str(scratch / DMESG_FILE))} 2>&1
 sync
 exit "$status"
 """
