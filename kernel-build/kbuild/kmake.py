@@ -93,7 +93,8 @@ class Progress:
 
     def report(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        elapsed = int(now - self.start)
+        # Rounded, not truncated: start + 95 - start can come out as 94.99999999.
+        elapsed = round(now - self.start)
         print(f"kernel-build: {self.label} {elapsed // 60}m{elapsed % 60:02d}s: "
               f"{self.compiled} objects compiled, last: {self.last_step or '-'}",
               file=self.out, flush=True)
