@@ -170,6 +170,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("name")
     sp = add("rm", "unlink a region", cmd_rm, lambda d: None)
     sp.add_argument("name")
+    from . import run_cmd  # `mshare run` (issue 12) lives in its own module
+
+    run_cmd.register(add)
     return p
 
 
