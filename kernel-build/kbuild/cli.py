@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -34,6 +35,24 @@ class BuildError(RuntimeError):
 
 def say(msg: str) -> None:
     print(f"kernel-build: {msg}", file=sys.stderr, flush=True)
+
+
+# Set by ci/fresh-machine for a warm run: a cache miss is an error, not a build.
+CACHED_ONLY_ENV = "LIBMSHARE_BUILD_CACHED_ONLY"
+
+
+def git_revision() -> str:
+    """The checkout's commit, "+dirty" when kernel-build/ has uncommitted changes (so
+    a result can say which recipe and series its kernel came from); "unknown" outside git."""
+    try:
+        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"],
+                             capture_output=True, text=True, check=False).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
+                                "kernel-build"], capture_output=True, text=True,
+                               check=False).stdout.strip()
+    except FileNotFoundError:
+        return "unknown"
+    return (rev + ("+dirty" if dirty else "")) if rev else "unknown"
 
 
 def cache_root() -> Path:
@@ -115,16 +134,24 @@ def build_cached(args: argparse.Namespace) -> Path:
     series = patches.read_series(PATCH_DIR)
     series_file = PATCH_DIR / "series"
     mshare = args.mshare == "on"
-    key = cachekey.compute_key(
+    material = cachekey.key_material(
         source_ident=src.ident, series=series,
         series_text=series_file.read_text() if series_file.is_file() else "",
         fragments=flavors.fragment_paths(CONFIG_DIR, args.flavor, mshare),
-        flavor=args.flavor, mshare=mshare, compiler=cachekey.compiler_ident(),
+        flavor=args.flavor, mshare=mshare, toolchain=cachekey.toolchain_versions(),
+        recipe=cachekey.recipe_digest(),
     )
+    key = cachekey.digest(material)
     out = root / "builds" / key
     if (out / "meta.json").is_file():
         say(f"cached: {args.flavor} key {key}")
         return out / "bzImage"
+    if os.environ.get(CACHED_ONLY_ENV) == "1":
+        # ci/fresh-machine's warm run: sharing the host's builds must mean building none.
+        raise BuildError(
+            f"{args.flavor} (mshare {args.mshare}) key {key} is not in {root / 'builds'} and "
+            f"{CACHED_ONLY_ENV}=1 forbids building it; this key's inputs:\n"
+            + json.dumps(cachekey.summary(material), indent=1))
     name = args.flavor + ("" if mshare else "-nomshare")
     work = root / "trees" / name
     with locked(root / "trees" / f"{name}.lock"):
@@ -155,6 +182,7 @@ def build_cached(args: argparse.Namespace) -> Path:
             "mshare_applied": applied, "source": src.ident,
             "patches": [p.name for p in series], "fragments": [f.name for f in fragments],
             "build_seconds": seconds, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "git_revision": git_revision(), "key_inputs": cachekey.summary(material),
         }
         (staging / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         shutil.rmtree(out, ignore_errors=True)

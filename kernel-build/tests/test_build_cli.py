@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kbuild import cli, source
+from kbuild import cachekey, cli, flavors, patches, source
 
 BUILD = Path(__file__).resolve().parents[1] / "build"
 
@@ -34,12 +34,13 @@ def test_warm_call_prints_only_the_cached_path(
     # Plant a finished build under the key the first call computed.
     builds = tmp_path / "cache" / "builds"
     assert not builds.exists() or not any(builds.iterdir())
-    key = cli.cachekey.compute_key(
-        source_ident=fake_source.ident, series=cli.patches.read_series(cli.PATCH_DIR),
+    key = cachekey.compute_key(
+        source_ident=fake_source.ident, series=patches.read_series(cli.PATCH_DIR),
         series_text=(cli.PATCH_DIR / "series").read_text()
         if (cli.PATCH_DIR / "series").is_file() else "",
-        fragments=cli.flavors.fragment_paths(cli.CONFIG_DIR, "debug", True),
-        flavor="debug", mshare=True, compiler=cli.cachekey.compiler_ident())
+        fragments=flavors.fragment_paths(cli.CONFIG_DIR, "debug", True),
+        flavor="debug", mshare=True, toolchain=cachekey.toolchain_versions(),
+        recipe=cachekey.recipe_digest())
     out = builds / key
     out.mkdir(parents=True)
     (out / "bzImage").write_bytes(b"kernel")
@@ -60,3 +61,17 @@ def test_tree_that_is_not_a_kernel_fails_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stdout == ""
     assert "does not look like a kernel tree" in proc.stderr
+
+
+def test_cached_only_refuses_to_build_and_names_the_inputs(
+        fake_source: source.Source, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_build(*a: object) -> None:
+        raise AssertionError("should not build")
+    monkeypatch.setattr(cli, "prepare_tree", no_build)
+    monkeypatch.setenv(cli.CACHED_ONLY_ENV, "1")
+    assert cli.main(["--flavor", "release"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"{cli.CACHED_ONLY_ENV}=1 forbids building it" in captured.err
+    assert '"recipe_sha256"' in captured.err and '"toolchain"' in captured.err
