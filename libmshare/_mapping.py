@@ -1,91 +1,45 @@
-"""A shared mapping at a fixed address, exposed as a memoryview that can never outlive it.
+"""One mapping per process and region, shared by every handle on it.
 
-Python 3.11 has no pure-Python hook for buffer release (PEP 688 came in 3.12), and
-slices of a memoryview outlive ``release()`` of their parent.  So, like ``mmap.mmap``,
-:meth:`FixedMapping.close` refuses with ``BufferError`` while anything could still
-reach the memory.  How it knows, in CPython:
+A region can be mapped only once per process: msharefs maps it at one fixed address,
+and ``MAP_FIXED_NOREPLACE`` refuses a second mapping there.  So every :class:`Region`
+object of a process that refers to the same region (the one ``create`` returned, the
+copies that ``pickle``, ``copy`` or a ``multiprocessing.Queue`` made, a later
+``attach``) is a handle on one :class:`FixedMapping`, kept in a per-process registry
+keyed by the region file's (st_dev, st_ino).  The mapping is unmapped when its last
+handle lets go.
 
-* The exporter is a ctypes array laid over the mapping.  Every independent buffer
-  taken from it (``memoryview(buf.obj)``, ...) holds a reference to it.
-* The view handed out (``buf``) and everything derived from it (slices, ``cast``,
-  ``toreadonly``, ``memoryview(buf)``) register on one ``managedbuffer``, whose
-  ``exports`` field counts the live ones (a released slice no longer counts).
-  That field is read at a fixed offset; the offset is checked against known
-  behaviour at import, and if it does not hold (a debug or future build) the
-  managedbuffer's reference count is used instead, which also counts released
-  slices until they are dropped: safe, only stricter.
-* Consumers of ``buf``'s own buffer (``numpy.frombuffer(buf)``, ...) make
-  ``buf.release()`` raise ``BufferError``.
+After ``fork()`` the child has copies of the registry, of every mapping and of every
+handle object, so the counts stay right with nothing to adjust; only the registry's
+lock is renewed, since a thread of the parent may have held it.
 
-Counting the first two against their values at creation, then releasing ``buf``,
-covers all three without touching the memory.
-
-If the mapping is dropped without ``close()`` while slices are alive, the unmapping
-waits: a finalizer on the ctypes array runs munmap when its last user goes away.
+Handles let go from finalizers too, which may run in the middle of a registry
+operation of the same thread (a garbage collection triggered by an allocation).  So a
+release that finds the lock taken is queued and done by the lock's holder on its way
+out, never re-entered.
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import gc
-import sys
-import weakref
+import errno
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from . import _libc
-from .errors import RegionClosedError
+from .errors import AddressInUseError, from_errno
 
-__all__ = ["FixedMapping"]
+__all__ = ["FixedMapping", "Key", "acquire", "map_fixed", "mapped", "release"]
 
-
-@functools.lru_cache(maxsize=64)
-def _window_type(size: int) -> type[ctypes.Array[ctypes.c_ubyte]]:
-    # A subclass, because plain ctypes arrays do not support weak references.
-    base: type[ctypes.Array[ctypes.c_ubyte]] = ctypes.c_ubyte * size
-    return type(f"_Window{size:#x}", (base,), {})
-
-
-def _managed_buffer(view: memoryview) -> object:
-    (mbuf,) = gc.get_referents(view)
-    return mbuf
-
-
-# CPython's _PyManagedBufferObject: PyObject_HEAD; int flags; Py_ssize_t exports; ...
-_SSIZE = ctypes.sizeof(ctypes.c_ssize_t)
-_EXPORTS_OFFSET = 3 * _SSIZE
-
-
-def _exports_field(view: memoryview) -> int:
-    return ctypes.c_ssize_t.from_address(id(_managed_buffer(view)) + _EXPORTS_OFFSET).value
-
-
-def _refcount_estimate(view: memoryview) -> int:
-    # One reference per view registered on the managedbuffer, plus getrefcount's own
-    # argument and the temporary from _managed_buffer.
-    return sys.getrefcount(_managed_buffer(view)) - 2
-
-
-def _exports_field_works() -> bool:
-    """Check the field's offset against behaviour we know, before trusting it."""
-    if sys.implementation.name != "cpython":
-        return False
-    probe = memoryview(bytearray(8))
-    counts = [_exports_field(probe)]
-    part = probe[2:4]
-    counts.append(_exports_field(probe))
-    part.release()
-    counts.append(_exports_field(probe))
-    return counts == [1, 2, 1]
-
-
-_view_count = _exports_field if _exports_field_works() else _refcount_estimate
+Key = tuple[int, int]  # (st_dev, st_ino) of the region file
 
 
 class FixedMapping:
     """``fd`` mapped MAP_SHARED at exactly ``[start, start + size)``, never replacing."""
 
     def __init__(
-        self, fd: int, start: int, size: int, *, readonly: bool = False, path: str | None = None
+        self, fd: int, start: int, size: int, *, readonly: bool = False,
+        path: str | None = None, key: Key | None = None,
     ) -> None:
         prot = _libc.PROT_READ if readonly else _libc.PROT_READ | _libc.PROT_WRITE
         flags = _libc.MAP_SHARED | _libc.MAP_FIXED_NOREPLACE
@@ -93,58 +47,103 @@ class FixedMapping:
         self.start = start
         self.size = size
         self.readonly = readonly
-        arr = _window_type(size).from_address(start)
-        finalizer = weakref.finalize(arr, _libc.munmap, start, size)
-        # At interpreter exit the process is going away; unmapping then could only
-        # pull memory from under objects still being torn down.
-        finalizer.atexit = False
-        self._finalizer = finalizer
-        self._arr: ctypes.Array[ctypes.c_ubyte] | None = arr
-        del arr
-        self._view: memoryview | None = self._new_view()
-        self._baseline = self._refs()
-
-    def _new_view(self) -> memoryview:
-        assert self._arr is not None
-        view = memoryview(self._arr).cast("B")
-        return view.toreadonly() if self.readonly else view
-
-    def _refs(self) -> tuple[int, int]:
-        """(references to the exporter, views registered on buf's managedbuffer)."""
-        assert self._view is not None
-        return sys.getrefcount(self._arr), _view_count(self._view)
+        self.key = key
+        self.path = path
+        self.handles = 0
 
     @property
-    def closed(self) -> bool:
-        return self._view is None
+    def mapped(self) -> bool:
+        """False once the last handle let go and the window was unmapped."""
+        return self.handles > 0
 
-    @property
-    def buf(self) -> memoryview:
-        if self._view is None:
-            raise RegionClosedError(
-                f"mapping at {self.start:#x} is closed; its memory is no longer mapped"
+    def __repr__(self) -> str:
+        return f"<FixedMapping {self.start:#x}+{self.size:#x} handles={self.handles}>"
+
+
+_lock = threading.Lock()
+_by_key: dict[Key, FixedMapping] = {}
+_pending: list[FixedMapping] = []
+
+
+def _renew_lock() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_renew_lock)
+
+
+def _drop(m: FixedMapping) -> None:
+    m.handles -= 1
+    if m.handles == 0:
+        if m.key is not None and _by_key.get(m.key) is m:
+            del _by_key[m.key]
+        _libc.munmap(m.start, m.size)
+
+
+def _drain() -> None:
+    while _pending:
+        if not _lock.acquire(blocking=False):
+            return  # the holder drains on its way out
+        try:
+            while _pending:
+                _drop(_pending.pop())
+        finally:
+            _lock.release()
+
+
+@contextmanager
+def _locked() -> Iterator[None]:
+    with _lock:
+        yield
+    _drain()
+
+
+def acquire(key: Key, *, readonly: bool, path: str | None = None) -> FixedMapping | None:
+    """One more handle on this process's mapping of region ``key``; None if unmapped.
+
+    A writable handle on a read-only mapping cannot be had: the pages are mapped
+    PROT_READ and the one mapping cannot be replaced under the handles using it.
+    """
+    with _locked():
+        m = _by_key.get(key)
+        if m is None:
+            return None
+        if m.readonly and not readonly:
+            raise AddressInUseError(
+                errno.EEXIST,
+                "attach: this process maps the region read-only already; close those "
+                "handles first to attach it writable",
+                path,
             )
-        return self._view
+        m.handles += 1
+        return m
 
-    def exports(self) -> int:
-        """How many views or buffers other than ``buf`` itself can reach the memory."""
-        if self._view is None:
-            return 0
-        arr_refs, mbuf_refs = self._refs()
-        return (arr_refs - self._baseline[0]) + (mbuf_refs - self._baseline[1])
 
-    def close(self) -> None:
-        """Unmap.  ``BufferError`` (and nothing changed) while other views exist."""
-        if self._view is None:
-            return
-        n = self.exports()
-        if n:
-            raise BufferError(
-                f"cannot close the mapping at {self.start:#x}: {n} exported view(s) or "
-                "slice(s) of its memory still exist; release or delete them first"
-            )
-        # Raises BufferError, leaving buf intact, if a consumer holds buf's buffer.
-        self._view.release()
-        self._view = None
-        self._arr = None
-        self._finalizer()
+def map_fixed(
+    fd: int, start: int, size: int, *, readonly: bool, key: Key, path: str | None = None
+) -> FixedMapping:
+    """Map region ``key`` at ``start`` (or share the mapping another thread just made)."""
+    with _locked():
+        m = _by_key.get(key)
+        if m is not None:
+            if (m.start, m.size) != (start, size) or (m.readonly and not readonly):
+                raise from_errno(errno.EEXIST, "mmap", path, "mapped differently already")
+            m.handles += 1
+            return m
+        m = FixedMapping(fd, start, size, readonly=readonly, path=path, key=key)
+        m.handles = 1
+        _by_key[key] = m
+        return m
+
+
+def release(m: FixedMapping) -> None:
+    """A handle lets go; the last one unmaps.  Safe from finalizers."""
+    _pending.append(m)
+    _drain()
+
+
+def mapped() -> list[FixedMapping]:
+    """This process's mappings (a snapshot, for tests and diagnostics)."""
+    with _locked():
+        return list(_by_key.values())

@@ -1,22 +1,27 @@
 """The ``mshare`` command: inspect msharefs and manage regions from the shell.
 
 Exit status: 0 on success, 1 when the operation failed (one line on stderr, no
-traceback), 2 for a usage error.  ``--json`` prints one JSON document on stdout.
+traceback), 2 for a usage error, 141 when stdout was closed early (``| head``).
+``--json``, before or after the subcommand, prints one JSON document on stdout: the
+result, or on failure an object ``{"error": ..., "errno": ..., "type": ...}``.  The
+shapes are listed in the package README.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import grp
 import json
+import os
 import pwd
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__, fs
-from .region import RegionInfo, list_regions, stat, unlink
+from .region import DEFAULT_TIMEOUT, RegionInfo, list_regions, stat, unlink
 from .region import create as create_region
 from .sizes import format_size, parse_address, parse_size
 
@@ -44,9 +49,13 @@ def _argtype(parse: Callable[[str], int]) -> Callable[[str], int]:
     return convert
 
 
+def _octal(mode: int) -> str:
+    return f"{mode:04o}"
+
+
 def _jsonable(data: Any) -> Any:
     if isinstance(data, RegionInfo):
-        return {**dataclasses.asdict(data), "established": data.established}
+        return {**dataclasses.asdict(data), "mode": _octal(data.mode)}
     if isinstance(data, list):
         return [_jsonable(d) for d in data]
     return data
@@ -71,6 +80,7 @@ def _geometry(info: RegionInfo) -> tuple[str, str]:
 
 
 def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
+    """Kernel support, the mount point and the alignment."""
     found = args.mount or fs.find_mount()
     m = fs.resolve_mount(found) if found else None
     return {
@@ -82,6 +92,7 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def show_info(data: dict[str, Any]) -> None:
+    """Print ``info`` for people."""
     support = "yes" if data["kernel_supports"] else f"no (no {fs.FSTYPE} in /proc/filesystems)"
     print(f"kernel support: {support}")
     emulated = f" (emulated, {fs.FAKE_MOUNT_ENV} is set)" if data["emulated"] else ""
@@ -91,63 +102,91 @@ def show_info(data: dict[str, Any]) -> None:
 
 
 def cmd_mount(args: argparse.Namespace) -> dict[str, Any]:
+    """Mount msharefs at the given path."""
     return {"mount": fs.mount(args.path)}
 
 
 def cmd_ls(args: argparse.Namespace) -> list[RegionInfo]:
-    return list_regions(args.mount)
+    """Every region, as RegionInfo."""
+    return list_regions(mount=args.mount)
 
 
 def show_ls(infos: list[RegionInfo]) -> None:
+    """Print ``ls`` as a table."""
     rows = [("NAME", "START", "SIZE", "MODE", "OWNER")]
     for i in infos:
-        rows.append((i.name, *_geometry(i), f"{i.mode:04o}", _owner(i.uid, i.gid)))
+        rows.append((i.name, *_geometry(i), _octal(i.mode), _owner(i.uid, i.gid)))
     widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def cmd_create(args: argparse.Namespace) -> RegionInfo:
+    """Create a region, close it (it stays) and describe it."""
     region = create_region(
         args.name, args.size, start=args.addr, round_up=args.round_up, mode=args.mode,
-        exist_ok=args.exist_ok, mount=args.mount,
+        exist_ok=args.exist_ok, timeout=args.timeout, mount=args.mount,
     )
     # The region outlives this process: msharefs keeps it, with its data, until rm.
     region.close()
-    return stat(region.name, region.mount)
+    return stat(region.name, mount=region.mount)
 
 
 def show_region(info: RegionInfo) -> None:
+    """Print one region's RegionInfo for people."""
     start, size = _geometry(info)
     print(f"name: {info.name}")
     print(f"path: {info.path}")
     print(f"start: {start}")
     print(f"size: {size}{f' ({info.size} bytes)' if info.size is not None else ''}")
-    print(f"mode: {info.mode:04o}")
+    print(f"mode: {_octal(info.mode)}")
     print(f"owner: {_owner(info.uid, info.gid)}")
 
 
 def cmd_stat(args: argparse.Namespace) -> RegionInfo:
-    return stat(args.name, args.mount)
+    """Describe one region."""
+    return stat(args.name, mount=args.mount)
 
 
 def cmd_rm(args: argparse.Namespace) -> dict[str, Any]:
-    unlink(args.name, args.mount)
+    """Unlink one region."""
+    unlink(args.name, mount=args.mount)
     return {"removed": args.name}
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print JSON on stdout")
-    common.add_argument("--mount", metavar="DIR", help="msharefs mount point (default: found)")
-    p = argparse.ArgumentParser(
-        prog="mshare", description="Inspect msharefs and manage its regions."
-    )
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as JSON too when ``--json`` was given."""
+
+    json_errors = False
+
+    def error(self, message: str) -> NoReturn:
+        if self.json_errors:
+            _print_json({"error": f"{self.prog}: {message}", "errno": None, "type": "usage"})
+        super().error(message)
+
+
+def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
+    # --json and --mount are accepted before and after the subcommand.  On the
+    # subcommands their default is SUPPRESS, so that a subcommand without them keeps
+    # what the main parser found instead of resetting it.
+    def options(parser: argparse.ArgumentParser, default: Any) -> None:
+        parser.add_argument("--json", action="store_true", default=default,
+                            help="print JSON on stdout (errors too)")
+        parser.add_argument("--mount", metavar="DIR", default=default,
+                            help="msharefs mount point (default: found)")
+
+    common = _Parser(add_help=False)
+    options(common, argparse.SUPPRESS)
+    p = _Parser(prog="mshare", description="Inspect msharefs and manage its regions.")
+    p.json_errors = json_errors
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    options(p, None)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           parser_class=_Parser)
 
     def add(name: str, help_: str, handler: Handler, show: Callable[[Any], None]) -> Any:
         sp = sub.add_parser(name, parents=[common], help=help_, description=help_)
+        sp.json_errors = json_errors
         sp.set_defaults(handler=handler, show=show)
         return sp
 
@@ -161,11 +200,16 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--size", required=True, type=_argtype(parse_size),
                     help="bytes, or with a binary unit: 512G, 1T")
     sp.add_argument("--addr", type=_argtype(parse_address), help="start address (hex or decimal)")
-    sp.add_argument("--mode", type=_mode, default=0o600, help="octal file mode (default 0600)")
+    sp.add_argument("--mode", type=_mode, default=0o600,
+                    help="octal permission bits, 0000 to 0777 (default 0600), applied "
+                         "exactly (no umask)")
     sp.add_argument("--round-up", action="store_true",
                     help="round --size up to a multiple of the alignment")
     sp.add_argument("--exist-ok", action="store_true",
                     help="succeed if a region of this name and size exists")
+    sp.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                    help="with --exist-ok: how long to wait for the region's creator to "
+                         f"map it (default {DEFAULT_TIMEOUT:g})")
     sp = add("stat", "show one region without mapping it", cmd_stat, show_region)
     sp.add_argument("name")
     sp = add("rm", "unlink a region", cmd_rm, lambda d: None)
@@ -183,20 +227,49 @@ def _error_line(command: str, e: BaseException) -> str:
     return f"{command}: {e}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _error_json(command: str, e: BaseException) -> dict[str, Any]:
+    err = e.errno if isinstance(e, OSError) else None
+    return {"error": _error_line(command, e), "errno": err, "type": type(e).__name__}
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    raw = sys.argv[1:] if argv is None else list(argv)
+    # Before parsing, so that usage errors can come out as JSON too.
+    wants_json = "--json" in raw[:raw.index("--")] if "--" in raw else "--json" in raw
+    args = _parser(json_errors=wants_json).parse_args(raw)
     try:
         data = args.handler(args)
     except (OSError, ValueError, BufferError) as e:
+        if args.json:
+            _print_json(_error_json(args.command, e))
         print(f"mshare: {_error_line(args.command, e)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
     if args.json:
-        print(json.dumps(_jsonable(data), indent=2, sort_keys=True))
+        _print_json(_jsonable(data))
     else:
         args.show(data)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``mshare`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    try:
+        status = _run(argv)
+        sys.stdout.flush()
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (``mshare ls | head``): no traceback, and none again
+        # when the interpreter flushes stdout at exit.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13  # as a command killed by SIGPIPE
+    return status
 
 
 if __name__ == "__main__":

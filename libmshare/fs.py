@@ -206,8 +206,8 @@ def parse_mshare_info(text: str | bytes) -> int:
     return value
 
 
-def alignment(mount: str | None = None) -> int:
-    """The alignment unit in bytes, read from ``<mount>/mshare_info``."""
+def alignment(*, mount: str | None = None) -> int:
+    """The alignment unit in bytes (512 GiB on x86_64), read from ``<mount>/mshare_info``."""
     return read_alignment(resolve_mount(mount).path)
 
 

@@ -5,39 +5,49 @@ The shape follows ``multiprocessing.shared_memory.SharedMemory``: ``name``, ``si
 
 * ``size`` is a multiple of the alignment unit (512 GiB on x86_64).  Ask for a byte
   count with ``round_up=True`` and read it back from ``requested_size``.
-* Every process maps the region at the same address, ``start``.
-* ``close()`` raises ``BufferError`` while slices or other views of ``buf`` exist
-  (as ``mmap.mmap.close`` does); after ``close()``, ``buf`` raises
+* Every process maps the region at the same address, ``start``, and a process maps a
+  region once: every :class:`Region` object of a process for one region is a handle on
+  that one mapping, which is unmapped when the last handle is closed
+  (:mod:`libmshare._mapping`).
+* ``close()`` raises ``BufferError`` while slices or other views of that handle's
+  ``buf`` exist (as ``mmap.mmap.close`` does); after ``close()``, ``buf`` raises
   :class:`~libmshare.errors.RegionClosedError`.  A reference to ``buf`` itself is
   fine: it is released, as ``SharedMemory.close()`` releases its ``buf``.
 * Closing never destroys data: a region lives until it is unlinked.
 
-A ``Region`` pickles as its name, so passing one to a ``multiprocessing`` child (spawn
-or forkserver) attaches the region there at the same address.  After ``fork()`` the
-child simply inherits the mapping and the object.
+A ``Region`` pickles as a reference to the region: unpickled in a process that maps
+it already (``copy.deepcopy``, a ``Queue``, a ``fork`` pool worker) it is one more
+handle on that mapping; elsewhere (``spawn``) it attaches the region by name.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import operator
 import os
 import stat as _stat
+import time
+import warnings
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
+from . import _mapping
 from ._backend import Backend, backend_for
-from ._mapping import FixedMapping
+from ._modes import FileMode, check_mode
 from ._names import validate_name
+from ._view import MappedView
 from .addrspace import check_size, check_window, find_free_window
 from .errors import (
     AddressInUseError,
+    MshareError,
     MshareValueError,
     NotARegionError,
     RegionExistsError,
     RegionNotEstablishedError,
+    RegionNotFoundError,
     from_errno,
     from_oserror,
 )
@@ -45,6 +55,7 @@ from .fs import INFO_FILE, Mount, read_alignment, resolve_mount
 from .sizes import format_size
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
     "Region",
     "RegionInfo",
     "attach",
@@ -56,14 +67,24 @@ __all__ = [
     "unlink",
 ]
 
+#: Seconds that attaching waits for a region's creator to map it (its first mmap).
+DEFAULT_TIMEOUT = 10.0
 # Attempts at picking a window when another thread keeps mapping into our choice.
 _PICK_ATTEMPTS = 4
+# Polling a region that is being established: from 1 ms, doubling, to at most 50 ms.
+_FIRST_POLL = 0.001
+_MAX_POLL = 0.05
 
 
 @dataclass(frozen=True)
 class RegionInfo:
-    """What ``ls``/``stat`` show.  ``start``/``size`` are None while the region is not
-    established yet, or when this user may not open it to read them."""
+    """A region as ``ls``/``stat`` see it, without mapping it.
+
+    ``established`` is True once the creator's first mmap fixed the region's start
+    and size, False while it has not, and None when this user may not open the file
+    to find out.  ``start`` and ``size`` are None unless it is True.  ``mode`` is the
+    file's permission bits (an ``int`` shown in octal).
+    """
 
     name: str
     path: str
@@ -72,17 +93,7 @@ class RegionInfo:
     mode: int
     uid: int
     gid: int
-
-    @property
-    def established(self) -> bool:
-        return self.size is not None
-
-
-def _check_mode(mode: int) -> int:
-    mode = operator.index(mode)
-    if not 0 <= mode <= 0o7777:
-        raise MshareValueError(f"mode {mode:#o} is outside 0o0..0o7777")
-    return mode
+    established: bool | None
 
 
 def _open(path: str, flags: int, op: str, mode: int = 0) -> int:
@@ -92,25 +103,118 @@ def _open(path: str, flags: int, op: str, mode: int = 0) -> int:
         raise from_oserror(e, op, path) from None
 
 
-def _read_geometry(backend: Backend, fd: int, path: str, op: str) -> tuple[int, int]:
-    geometry = backend.read_info(fd, path)
-    if geometry is None:
-        raise RegionNotEstablishedError(
-            errno.ENODATA, f"{op}: the region has not been mapped by its creator yet", path
-        )
-    return geometry
+def _key(fd: int) -> _mapping.Key:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def _check_timeout(timeout: float) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
+    if math.isnan(timeout) or timeout < 0:
+        raise MshareValueError(f"timeout {timeout!r} must be a number of seconds >= 0")
+    return float(timeout)
+
+
+class _Replaced(Exception):
+    """The name no longer refers to the file we opened (its creator gave up on it)."""
+
+
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == _key(fd)
+
+
+def _wait_geometry(
+    backend: Backend, fd: int, path: str, op: str, deadline: float, timeout: float
+) -> tuple[int, int]:
+    """(start, size), waiting until ``deadline`` for the creator's first mmap."""
+    delay = _FIRST_POLL
+    while True:
+        geometry = backend.read_info(fd, path)
+        if geometry is not None:
+            return geometry
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RegionNotEstablishedError(
+                errno.ENODATA,
+                f"{op}: the region was not established within {timeout:g} s (its creator "
+                "made the file but has not mapped it: still starting, or it died; a "
+                "region that stays like this can only be unlinked)",
+                path,
+            )
+        if not _same_file(fd, path):
+            raise _Replaced
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, _MAX_POLL)
+
+
+def _size_mismatch(
+    path: str, have: tuple[int, int], size: int, start: int | None
+) -> NoReturn:
+    want = f"{start:#x}" if start is not None else "any start"
+    raise RegionExistsError(
+        errno.EEXIST,
+        f"create: region exists at {have[0]:#x} with size {format_size(have[1])}, not "
+        f"{want} with size {format_size(size)}",
+        path,
+    )
+
+
+def _map_existing(
+    backend: Backend, fd: int, path: str, op: str, *, readonly: bool, deadline: float,
+    timeout: float, want: tuple[int, int | None] | None = None,
+) -> _mapping.FixedMapping:
+    """This process's mapping of the region open on ``fd``: shared, or made now."""
+    key = _key(fd)
+    m = _mapping.acquire(key, readonly=readonly, path=path)
+    if m is None:
+        start, size = _wait_geometry(backend, fd, path, op, deadline, timeout)
+    else:
+        start, size = m.start, m.size
+    if want is not None and (size != want[0] or want[1] not in (None, start)):
+        if m is not None:
+            _mapping.release(m)
+        _size_mismatch(path, (start, size), *want)
+    if m is not None:
+        return m
+    return _mapping.map_fixed(fd, start, size, readonly=readonly, key=key, path=path)
 
 
 class Region:
-    """A mapped msharefs region.  Build one with :meth:`create` or :meth:`attach`."""
+    """A handle on a mapped msharefs region.  Get one from :meth:`create` or :meth:`attach`.
 
-    def __init__(
-        self, *, name: str, mount: Mount, mapping: FixedMapping, requested_size: int
-    ) -> None:
+    Attributes: ``name``, ``path``, ``mount``, ``start``, ``size``, ``requested_size``,
+    ``readonly``, ``closed``, ``buf``.  Close it (or use ``with``): a region dropped
+    unclosed emits ``ResourceWarning``, like a file.
+    """
+
+    _view: MappedView | None = None
+    _name: str
+    _mount: Mount
+    _requested_size: int
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("use Region.create() or Region.attach() to get a Region")
+
+    @classmethod
+    def _from_mapping(
+        cls, name: str, mount: Mount, mapping: _mapping.FixedMapping, requested_size: int,
+        *, readonly: bool,
+    ) -> Region:
+        self = cls.__new__(cls)
+        try:
+            self._view = MappedView(mapping, readonly=readonly)
+        except BaseException:
+            _mapping.release(mapping)
+            raise
         self._name = name
         self._mount = mount
-        self._mapping = mapping
         self._requested_size = requested_size
+        return self
 
     # -- constructors -------------------------------------------------------------
 
@@ -122,24 +226,29 @@ class Region:
         *,
         start: int | None = None,
         round_up: bool = False,
-        mode: int = 0o600,
+        mode: int = FileMode(0o600),
         exist_ok: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
         mount: str | None = None,
     ) -> Region:
-        """Create region ``name`` of ``size`` bytes and map it.
+        """Create region ``name`` of ``size`` bytes, map it and return a handle on it.
 
         ``size`` must be a multiple of the alignment unit unless ``round_up`` is true;
         ``requested_size`` keeps the number asked for.  ``start`` (aligned) fixes the
         address; by default a free window is picked from this process's address map.
-        ``mode`` is applied exactly (umask does not narrow it).  If ``name`` exists:
-        ``RegionExistsError``, or with ``exist_ok=True`` the existing region is
-        attached instead, provided its size (and ``start``, if given) match.
+        ``mode`` (0 to 0o777) is applied exactly: the umask does not narrow it.
+
+        If ``name`` exists: ``RegionExistsError``, or with ``exist_ok=True`` the
+        existing region is attached instead, provided its size (and ``start``, if
+        given) match; if its creator has not mapped it yet, this waits up to
+        ``timeout`` seconds for that (see :meth:`attach`).
         """
         m = resolve_mount(mount)
         rel = validate_name(name, m.path)
         path = os.path.join(m.path, rel)
         requested = operator.index(size)
-        mode = _check_mode(mode)
+        mode = check_mode(mode)
+        timeout = _check_timeout(timeout)
         align = read_alignment(m.path)
         if round_up and requested > 0:
             size = -(-requested // align) * align
@@ -150,14 +259,40 @@ class Region:
             start = operator.index(start)
             check_window(start, size, align)
         backend = backend_for(m.emulated)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
-        except FileExistsError:
-            if not exist_ok:
-                raise from_errno(errno.EEXIST, "create", path) from None
-            return cls._attach_existing(rel, m, backend, path, size, start, requested)
-        except OSError as e:
-            raise from_oserror(e, "create", path) from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
+            except FileExistsError:
+                if not exist_ok:
+                    raise from_errno(errno.EEXIST, "create", path) from None
+            except OSError as e:
+                raise from_oserror(e, "create", path) from None
+            else:
+                return cls._create_new(rel, m, backend, fd, path, size, align, start,
+                                       mode, requested)
+            # Someone else's region, maybe being created right now.
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                continue  # its creator gave up and removed it: try to create it again
+            except OSError as e:
+                raise from_oserror(e, "create", path) from None
+            try:
+                mapping = _map_existing(backend, fd, path, "create", readonly=False,
+                                        deadline=deadline, timeout=timeout,
+                                        want=(size, start))
+            except _Replaced:
+                continue
+            finally:
+                os.close(fd)
+            return cls._from_mapping(rel, m, mapping, min(requested, size), readonly=False)
+
+    @classmethod
+    def _create_new(
+        cls, rel: str, m: Mount, backend: Backend, fd: int, path: str, size: int,
+        align: int, start: int | None, mode: int, requested: int,
+    ) -> Region:
         try:
             os.fchmod(fd, mode)
             mapping = _map_new(backend, fd, path, size, align, start)
@@ -168,50 +303,44 @@ class Region:
             raise
         finally:
             os.close(fd)
-        return cls(name=rel, mount=m, mapping=mapping, requested_size=requested)
+        return cls._from_mapping(rel, m, mapping, requested, readonly=False)
 
     @classmethod
-    def _attach_existing(
-        cls, rel: str, m: Mount, backend: Backend, path: str, size: int,
-        start: int | None, requested: int,
+    def attach(
+        cls, name: str, *, readonly: bool = False, timeout: float = DEFAULT_TIMEOUT,
+        mount: str | None = None,
     ) -> Region:
-        fd = _open(path, os.O_RDWR, "create")
-        try:
-            have_start, have_size = _read_geometry(backend, fd, path, "create")
-            if have_size != size or (start is not None and have_start != start):
-                want = f"{start:#x}" if start is not None else "any start"
-                raise RegionExistsError(
-                    errno.EEXIST,
-                    f"create: region exists at {have_start:#x} with size "
-                    f"{format_size(have_size)}, not {want} with size {format_size(size)}",
-                    path,
-                )
-            mapping = FixedMapping(fd, have_start, have_size, path=path)
-        finally:
-            os.close(fd)
-        return cls(name=rel, mount=m, mapping=mapping, requested_size=min(requested, size))
-
-    @classmethod
-    def attach(cls, name: str, *, readonly: bool = False, mount: str | None = None) -> Region:
-        """Map existing region ``name`` at its start address.
+        """Map existing region ``name`` at its start address and return a handle on it.
 
         ``readonly=True`` opens it O_RDONLY and maps it PROT_READ: ``buf`` is then a
-        read-only memoryview.  (Its ``buf.obj`` is the raw ctypes window: writing
-        through that faults like any write to read-only memory.)
+        read-only memoryview, and writing through it raises ``TypeError``.  If this
+        process maps the region already (another handle, or inherited over ``fork``),
+        the new handle shares that mapping.  A region whose creator has not mapped it
+        yet is waited for, up to ``timeout`` seconds (0: not at all), then
+        ``RegionNotEstablishedError``.
         """
         m = resolve_mount(mount)
         rel = validate_name(name, m.path)
         path = os.path.join(m.path, rel)
+        timeout = _check_timeout(timeout)
         backend = backend_for(m.emulated)
-        fd = _open(path, os.O_RDONLY if readonly else os.O_RDWR, "attach")
-        try:
-            start, size = _read_geometry(backend, fd, path, "attach")
-            mapping = FixedMapping(fd, start, size, readonly=readonly, path=path)
-        finally:
-            os.close(fd)
-        return cls(name=rel, mount=m, mapping=mapping, requested_size=size)
+        deadline = time.monotonic() + timeout
+        while True:
+            fd = _open(path, os.O_RDONLY if readonly else os.O_RDWR, "attach")
+            try:
+                mapping = _map_existing(backend, fd, path, "attach", readonly=readonly,
+                                        deadline=deadline, timeout=timeout)
+            except _Replaced:
+                continue  # removed and maybe made again while we waited: by name again
+            finally:
+                os.close(fd)
+            return cls._from_mapping(rel, m, mapping, mapping.size, readonly=readonly)
 
     # -- properties ---------------------------------------------------------------
+
+    def _handle(self) -> MappedView:
+        assert self._view is not None
+        return self._view
 
     @property
     def name(self) -> str:
@@ -220,20 +349,23 @@ class Region:
 
     @property
     def mount(self) -> str:
+        """The mount point this region lives under."""
         return self._mount.path
 
     @property
     def path(self) -> str:
+        """The region file's absolute path."""
         return os.path.join(self._mount.path, self._name)
 
     @property
     def start(self) -> int:
-        return self._mapping.start
+        """The address at which every process maps the region."""
+        return self._handle().start
 
     @property
     def size(self) -> int:
         """The mapped size: a multiple of the alignment unit."""
-        return self._mapping.size
+        return self._handle().size
 
     @property
     def requested_size(self) -> int:
@@ -242,29 +374,35 @@ class Region:
 
     @property
     def readonly(self) -> bool:
-        return self._mapping.readonly
+        """True if ``buf`` is read-only (attached with ``readonly=True``)."""
+        return self._handle().readonly
 
     @property
     def closed(self) -> bool:
-        return self._mapping.closed
+        """True once :meth:`close` succeeded."""
+        return self._handle().closed
 
     @property
     def buf(self) -> memoryview:
-        """Zero-copy view of the whole region (format ``B``); read-only if attached so."""
-        return self._mapping.buf
+        """Zero-copy view of the whole region (format ``B``); read-only if attached so.
+
+        Raises :class:`~libmshare.errors.RegionClosedError` after :meth:`close`.
+        """
+        return self._handle().buf
 
     # -- life cycle ---------------------------------------------------------------
 
     def close(self) -> None:
-        """Unmap the region from this process.  Its data stays until it is unlinked.
+        """Close this handle; the last handle of the process unmaps the region.
 
-        Raises ``BufferError`` (and stays open) while slices or other exported views
-        of ``buf`` are alive.  Closing twice is harmless.
+        The data stays until the region is unlinked.  Raises ``BufferError`` (and
+        stays open) while slices or other views of this handle's ``buf`` are alive.
+        Closing twice is harmless.
         """
-        self._mapping.close()
+        self._handle().close()
 
     def unlink(self) -> None:
-        """Remove the name; the memory goes when the last process unmaps it."""
+        """Remove the region's name; its memory goes when the last process unmaps it."""
         unlink(self._name, mount=self._mount.path)
 
     def __enter__(self) -> Self:
@@ -276,10 +414,21 @@ class Region:
     ) -> None:
         self.close()
 
+    def __del__(self) -> None:
+        view = self._view
+        if view is None or view.closed:
+            return
+        warnings.warn(f"unclosed region {self!r}", ResourceWarning, stacklevel=2, source=self)
+        view.abandon()
+
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_reattach, (self._name, self._mount.path, self.readonly, self._requested_size))
+        m = self._handle().mapping
+        return (_unpickle, (self._name, self._mount.path, self.readonly,
+                            self._requested_size, m.key, m.start, m.size))
 
     def __repr__(self) -> str:
+        if self._view is None:
+            return "<Region (uninitialised)>"
         state = "closed" if self.closed else "readonly" if self.readonly else "open"
         return (
             f"<Region {self._name!r} start={self.start:#x} size={format_size(self.size)} "
@@ -289,8 +438,9 @@ class Region:
 
 def _map_new(
     backend: Backend, fd: int, path: str, size: int, align: int, start: int | None
-) -> FixedMapping:
+) -> _mapping.FixedMapping:
     """The creator's first mmap, which fixes the region's geometry."""
+    key = _key(fd)
     for _ in range(_PICK_ATTEMPTS):
         where = start if start is not None else find_free_window(size, align)
         if where is None:
@@ -300,7 +450,7 @@ def _map_new(
             )
         backend.establish(fd, where, size, path)
         try:
-            return FixedMapping(fd, where, size, path=path)
+            return _mapping.map_fixed(fd, where, size, readonly=False, key=key, path=path)
         except AddressInUseError:
             # Our pick raced with another mapping; a caller-chosen start is final.
             if start is not None:
@@ -311,8 +461,23 @@ def _map_new(
     )
 
 
-def _reattach(name: str, mount: str, readonly: bool, requested_size: int) -> Region:
+def _unpickle(
+    name: str, mount: str, readonly: bool, requested_size: int, key: _mapping.Key | None,
+    start: int, size: int,
+) -> Region:
+    """A handle for a pickled Region: on this process's mapping, or attached by name."""
+    m = resolve_mount(mount)
+    mapping = _mapping.acquire(key, readonly=readonly) if key is not None else None
+    if mapping is not None:
+        return Region._from_mapping(name, m, mapping, requested_size, readonly=readonly)
     region = Region.attach(name, readonly=readonly, mount=mount)
+    got = region._handle().mapping
+    if key is not None and (got.key, got.start, got.size) != (key, start, size):
+        region.close()
+        raise MshareError(
+            errno.ESTALE, "unpickle: the region was removed and its name now belongs to "
+            "another region", region.path,
+        )
     region._requested_size = requested_size
     return region
 
@@ -323,19 +488,37 @@ def create(
     *,
     start: int | None = None,
     round_up: bool = False,
-    mode: int = 0o600,
+    mode: int = FileMode(0o600),
     exist_ok: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
     mount: str | None = None,
 ) -> Region:
-    """Same as :meth:`Region.create`."""
+    """Create region ``name`` of ``size`` bytes, map it and return a handle on it.
+
+    ``size`` must be a multiple of the alignment unit unless ``round_up`` is true.
+    ``start`` fixes the address (default: a free aligned window).  ``mode`` (0 to
+    0o777) is applied exactly, whatever the umask.  With ``exist_ok=True`` an existing
+    region of the same size (and ``start``, if given) is attached instead, waiting up
+    to ``timeout`` seconds for its creator to map it.  See :meth:`Region.create`.
+    """
     return Region.create(
-        name, size, start=start, round_up=round_up, mode=mode, exist_ok=exist_ok, mount=mount
+        name, size, start=start, round_up=round_up, mode=mode, exist_ok=exist_ok,
+        timeout=timeout, mount=mount,
     )
 
 
-def attach(name: str, *, readonly: bool = False, mount: str | None = None) -> Region:
-    """Same as :meth:`Region.attach`."""
-    return Region.attach(name, readonly=readonly, mount=mount)
+def attach(
+    name: str, *, readonly: bool = False, timeout: float = DEFAULT_TIMEOUT,
+    mount: str | None = None,
+) -> Region:
+    """Map existing region ``name`` at its start address and return a handle on it.
+
+    ``readonly=True`` maps it PROT_READ (writes raise ``TypeError``).  A region that
+    its creator has not mapped yet is waited for, up to ``timeout`` seconds.  In a
+    process that maps the region already, the handle shares that mapping.  See
+    :meth:`Region.attach`.
+    """
+    return Region.attach(name, readonly=readonly, timeout=timeout, mount=mount)
 
 
 def _resolve(name: str, mount: str | None) -> tuple[Mount, str]:
@@ -343,8 +526,8 @@ def _resolve(name: str, mount: str | None) -> tuple[Mount, str]:
     return m, validate_name(name, m.path)
 
 
-def unlink(name: str, mount: str | None = None) -> None:
-    """Remove region ``name``; mapped copies keep working until they are closed."""
+def unlink(name: str, *, mount: str | None = None) -> None:
+    """Remove region ``name``; processes that map it keep it until they close it."""
     m, rel = _resolve(name, mount)
     path = os.path.join(m.path, rel)
     try:
@@ -353,22 +536,35 @@ def unlink(name: str, mount: str | None = None) -> None:
         raise from_oserror(e, "unlink", path) from None
 
 
-def mkdir(name: str, mode: int = 0o700, *, exist_ok: bool = False, mount: str | None = None) -> str:
-    """Create a directory for regions inside msharefs; returns its path."""
+def mkdir(
+    name: str, mode: int = FileMode(0o700), *, exist_ok: bool = False,
+    mount: str | None = None,
+) -> str:
+    """Create a directory for regions inside msharefs and return its path.
+
+    ``mode`` (0 to 0o777) is applied exactly, whatever the umask, as for
+    :func:`create`.  With ``exist_ok=True`` an existing directory is fine (its mode is
+    left as it is).
+    """
     m, rel = _resolve(name, mount)
     path = os.path.join(m.path, rel)
-    mode = _check_mode(mode)
+    mode = check_mode(mode)
     try:
         os.mkdir(path, mode)
     except FileExistsError:
         if not (exist_ok and os.path.isdir(path)):
             raise from_errno(errno.EEXIST, "mkdir", path) from None
+        return path
+    except OSError as e:
+        raise from_oserror(e, "mkdir", path) from None
+    try:
+        os.chmod(path, mode)  # the umask narrowed what mkdir(2) made
     except OSError as e:
         raise from_oserror(e, "mkdir", path) from None
     return path
 
 
-def rmdir(name: str, mount: str | None = None) -> None:
+def rmdir(name: str, *, mount: str | None = None) -> None:
     """Remove an empty directory inside msharefs."""
     m, rel = _resolve(name, mount)
     path = os.path.join(m.path, rel)
@@ -380,10 +576,11 @@ def rmdir(name: str, mount: str | None = None) -> None:
 
 def _info(rel: str, path: str, backend: Backend, st: os.stat_result) -> RegionInfo:
     geometry: tuple[int, int] | None = None
+    established: bool | None
     try:
         fd = os.open(path, os.O_RDONLY)
     except PermissionError:
-        pass  # listed with its owner and mode; the geometry needs read access
+        established = None  # listed with its owner and mode; the rest needs read access
     except OSError as e:
         raise from_oserror(e, "stat", path) from None
     else:
@@ -391,12 +588,14 @@ def _info(rel: str, path: str, backend: Backend, st: os.stat_result) -> RegionIn
             geometry = backend.read_info(fd, path)
         finally:
             os.close(fd)
+        established = geometry is not None
     start, size = geometry if geometry is not None else (None, None)
-    return RegionInfo(rel, path, start, size, _stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+    return RegionInfo(rel, path, start, size, FileMode(_stat.S_IMODE(st.st_mode)),
+                      st.st_uid, st.st_gid, established)
 
 
-def stat(name: str, mount: str | None = None) -> RegionInfo:
-    """Describe region ``name`` without mapping it."""
+def stat(name: str, *, mount: str | None = None) -> RegionInfo:
+    """Describe region ``name`` (a :class:`RegionInfo`) without mapping it."""
     m, rel = _resolve(name, mount)
     path = os.path.join(m.path, rel)
     try:
@@ -408,8 +607,8 @@ def stat(name: str, mount: str | None = None) -> RegionInfo:
     return _info(rel, path, backend_for(m.emulated), st)
 
 
-def list_regions(mount: str | None = None) -> list[RegionInfo]:
-    """Every region under the mount, directories included, sorted by name."""
+def list_regions(*, mount: str | None = None) -> list[RegionInfo]:
+    """Every region under the mount, in directories too, sorted by name."""
     m = resolve_mount(mount)
     backend = backend_for(m.emulated)
     found: list[RegionInfo] = []
@@ -428,7 +627,7 @@ def list_regions(mount: str | None = None) -> list[RegionInfo]:
                 try:
                     st = entry.stat(follow_symlinks=False)
                     found.append(_info(rel, entry.path, backend, st))
-                except FileNotFoundError:
+                except (FileNotFoundError, RegionNotFoundError):
                     pass  # unlinked while we listed
 
     walk("")

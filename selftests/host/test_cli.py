@@ -81,7 +81,7 @@ def test_create_ls_stat_rm(fake_mount: Path) -> None:
     assert names == ["big", "db"]
 
     st = json.loads(ok("stat", "db", "--json"))
-    assert (st["start"], st["size"], st["mode"]) == (start, FAKE_ALIGN, 0o640)
+    assert (st["start"], st["size"], st["mode"]) == (start, FAKE_ALIGN, "0640")
     assert "start: " + hex(start) in ok("stat", "db")
 
     # The region created by the CLI kept its data model: attach it from Python.
