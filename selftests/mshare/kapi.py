@@ -110,6 +110,8 @@ _mremap = _fn("mremap", _vp, _vp, _sz, _sz, _int, _vp)
 _madvise = _fn("madvise", _int, _vp, _sz, _int)
 _mlock = _fn("mlock", _int, _vp, _sz)
 _munlock = _fn("munlock", _int, _vp, _sz)
+_mlockall = _fn("mlockall", _int, _int)
+_munlockall = _fn("munlockall", _int)
 _syscall = _fn("syscall", ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_long,
                ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_long)
 _ioctl = _fn("ioctl", _int, _int, _ul, _vp)
@@ -158,6 +160,41 @@ def mlock(addr: int, length: int) -> None:
 def munlock(addr: int, length: int) -> None:
     if _munlock(addr, length) != 0:
         _raise("munlock")
+
+
+MCL_CURRENT = 1
+MCL_FUTURE = 2
+MAP_POPULATE = 0x8000
+MAP_LOCKED = 0x2000
+
+
+def mlockall(flags: int) -> None:
+    if _mlockall(flags) != 0:
+        _raise("mlockall")
+
+
+def munlockall() -> None:
+    if _munlockall() != 0:
+        _raise("munlockall")
+
+
+# <linux/mempolicy.h>; x86_64 syscall numbers
+MPOL_BIND = 2
+MPOL_MF_MOVE = 1 << 1
+_SYS_MBIND = 237
+_SYS_PROCESS_MRELEASE = 448
+
+
+def mbind(addr: int, length: int, mode: int, nodes: int, flags: int = 0) -> None:
+    """mbind(2) with a one-word node mask."""
+    mask = ctypes.c_ulong(nodes)
+    if _syscall(_SYS_MBIND, addr, length, mode, ctypes.addressof(mask), 64, flags) != 0:
+        _raise("mbind")
+
+
+def process_mrelease(pidfd: int) -> None:
+    if _syscall(_SYS_PROCESS_MRELEASE, pidfd, 0, 0, 0, 0, 0) != 0:
+        _raise("process_mrelease")
 
 
 def peek(addr: int, n: int) -> bytes:
