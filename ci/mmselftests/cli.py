@@ -17,7 +17,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from vmrun import provenance
 from vmrun.cli import FLAVORS, cache_root
 from vmrun.dmesg import scan_files
 from vmrun.guest import KMEMLEAK_FILE
@@ -72,6 +74,7 @@ class Run:
     kernel: str
     vm_run_status: int
     seconds: int
+    provenance: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
     categories: list[tap.Category] = field(default_factory=list)
     cases: list[tap.Case] = field(default_factory=list)
@@ -81,7 +84,8 @@ class Run:
         return self.vm_run_status == SPLAT
 
     def record(self) -> dict[str, object]:
-        return {"kernel": self.kernel, "vm_run_status": self.vm_run_status,
+        return {"kernel": self.kernel, "provenance": self.provenance,
+                "vm_run_status": self.vm_run_status,
                 "seconds": self.seconds, "splat": self.splat, "problems": self.problems,
                 "categories": [asdict(c) for c in self.categories]}
 
@@ -104,10 +108,12 @@ def run_variant(flavor: str, mshare: str, categories: list[str], limit: int,
                             stdin=subprocess.DEVNULL)
     assert proc.stderr is not None
     dmesg: Path | None = None
+    record: dict[str, Any] | None = None
     for line in proc.stderr:
         sys.stderr.write(line)
         if line.startswith("vm-run: guest dmesg: "):
             dmesg = Path(line.split(": ", 2)[2].strip())
+        record = provenance.parse_line(line.rstrip("\n")) or record
     status = proc.wait()
     # vm-run's own scanner decided the status; keep its findings (dmesg and kmemleak
     # report, both in vm-run's scratch directory) for the record.
@@ -116,7 +122,13 @@ def run_variant(flavor: str, mshare: str, categories: list[str], limit: int,
         shutil.copy2(dmesg, scratch / "dmesg.txt")
         problems = [str(f) for f in scan_files([dmesg, dmesg.with_name(KMEMLEAK_FILE)])]
     cats, cases = tap.read_run(out)
-    return Run(str(kernel), status, round(time.monotonic() - started), problems, cats, cases)
+    return Run(str(kernel), status, round(time.monotonic() - started), record, problems, cats,
+               cases)
+
+
+def _describe(run: Run) -> str:
+    return provenance.describe(run.provenance) if run.provenance else (
+        f"not recorded (vm-run printed no provenance line); kernel {run.kernel}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         "applied in both, CONFIG_MSHARE=y in one and =n in the other.\n\n"
         f"Guest run: {on.seconds} s with the series, {off.seconds} s without; "
         f"dmesg splat: {'yes' if on.splat else 'no'} with, "
-        f"{'yes' if off.splat else 'no'} without.")
+        f"{'yes' if off.splat else 'no'} without.\n\n"
+        f"Provenance, with the series: {_describe(on)}.\n"
+        f"Without: {_describe(off)}.")
     text = compare.render_markdown(rows, on.categories, off.categories, header)
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "mm-selftests.md").write_text(text)

@@ -7,7 +7,7 @@ log and debugfs stay out of it.
 from pathlib import Path
 
 import pytest
-from vmrun import cli, status, vng
+from vmrun import cli, provenance, status, vng
 
 FAKE_VNG = """#!/bin/sh
 # Fake vng: run the --exec command with stub dmesg/mount first on PATH.
@@ -99,3 +99,19 @@ def test_flavor_choices_are_the_builds() -> None:
     assert cli.parse_args(["--flavor", "mmtests", "--", "true"]).flavor == "mmtests"
     with pytest.raises(SystemExit):
         cli.parse_args(["--flavor", "nosuch", "--", "true"])
+
+
+def test_provenance_line_names_revision_kernel_and_guest(fake, capfd: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    kernel = fake()
+    (kernel.parent / "meta.json").write_text(
+        '{"key": "abc123", "flavor": "debug", "mshare_applied": true, "git_revision": "f00"}')
+    assert cli.main(["--kernel", str(kernel), "--cpus", "3", "--memory", "5G", "--", "true"]) == 0
+    err = capfd.readouterr().err
+    lines = [p for p in map(provenance.parse_line, err.splitlines()) if p is not None]
+    assert len(lines) == 1
+    rec = lines[0]
+    assert rec["kernel"]["key"] == "abc123" and rec["kernel"]["flavor"] == "debug"
+    assert rec["guest"] == {"cpus": 3, "memory": "5G", "accelerator": "TCG"}
+    assert rec["git_revision"] != ""
+    assert "build key abc123" in provenance.describe(rec)
+    assert "3 vCPUs, 5G, TCG" in provenance.describe(rec)

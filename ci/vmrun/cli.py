@@ -8,6 +8,7 @@ CMD's status, or: 124 timeout, 125 kernel splat in dmesg/kmemleak, 126 no result
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ sys.path.insert(0, str(BUILD.parent))
 from kbuild.cli import cache_root
 from kbuild.flavors import FLAVORS
 
-from . import dmesg, guest, status, vng
+from . import dmesg, guest, provenance, status, vng
 
 # ci/mmselftests takes the flavor list and the cache root from here too.
 __all__ = ["FLAVORS", "cache_root", "main"]
@@ -126,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
                        kvm=kvm, extra_append=[])
     say(f"booting {kernel} with {'KVM' if kvm else 'TCG (no KVM; opt in with --kvm)'}, "
         f"{args.cpus} vCPUs, {args.memory}; scratch {scratch}")
+    record = provenance.collect(kernel, cpus=args.cpus, memory=args.memory,
+                                accelerator="KVM" if kvm else "TCG")
+    (scratch / provenance.FILE).write_text(json.dumps(record, indent=1) + "\n")
+    print(provenance.line(record), file=sys.stderr, flush=True)
     console_log = scratch / "console.log"
     result = vng.run(vng.vng_command(spec, vng_path), args.timeout,
                      scratch / "vng-stdout.log", scratch / "vng-stderr.log", console_log)
