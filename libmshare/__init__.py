@@ -42,6 +42,7 @@ from .fs import (
     parse_mshare_info,
 )
 from .region import (
+    DEFAULT_TIMEOUT,
     Region,
     RegionInfo,
     attach,
@@ -58,6 +59,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MOUNT",
+    "DEFAULT_TIMEOUT",
     "AddressInUseError",
     "AddressRangeError",
     "AlignmentError",

@@ -133,7 +133,9 @@ def sweep() -> None:
     try:
         for item in list(_orphans):
             view, mapping = item
-            if other_views(view):
+            # Held by the item, the name view and getrefcount's argument: anything
+            # more is a caller still holding buf itself.
+            if sys.getrefcount(view) > 3 or other_views(view):
                 continue
             try:
                 view.release()

@@ -48,6 +48,8 @@ _DEFAULT_MMAP_RND_BITS = 28  # x86_64 default; /proc/sys/vm/mmap_rnd_bits is roo
 
 @dataclass(frozen=True)
 class MapEntry:
+    """One line of ``/proc/PID/maps``: ``[start, end)`` and the mapped file's name."""
+
     start: int
     end: int
     name: str
@@ -66,6 +68,7 @@ def parse_maps(text: str) -> list[MapEntry]:
 
 
 def read_maps() -> list[MapEntry]:
+    """This process's mappings, from ``/proc/self/maps``."""
     with open("/proc/self/maps", encoding="utf-8", errors="surrogateescape") as f:
         return parse_maps(f.read())
 

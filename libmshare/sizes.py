@@ -66,4 +66,5 @@ def format_size(n: int) -> str:
 
 
 def format_address(addr: int) -> str:
+    """An address as the hexadecimal text that ``parse_address`` reads back (``0x7e00...``)."""
     return f"{addr:#x}"
