@@ -17,6 +17,7 @@ from examples.sga.progress import ProgressLine
 from libmshare import format_size
 
 from .plans import Case
+from .runs import rotation
 
 __all__ = ["ensure_dev_shm", "run_plan"]
 
@@ -44,32 +45,38 @@ def _save(doc: Doc, path: str) -> None:
 
 
 def run_plan(cases: list[Case], backends: list[str], out: str, *, accelerator: str | None,
-             reserve_hugepages: bool, log: Callable[[str], None] = print) -> Doc:
+             reserve_hugepages: bool, repeat: int = 1,
+             log: Callable[[str], None] = print) -> Doc:
+    """Every case `repeat` times; each repetition runs every backend once, in the order
+    rotated by one per repetition (runs.rotation), so the backends are interleaved."""
     note = ensure_dev_shm()
     doc: Doc = {
-        "schema": 1,
+        "schema": 2,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "system": system_info(),
         "accelerator": accelerator or system_info()["accelerator"],
         "python": sys.version.split()[0],
         "plan": [c.to_json() for c in cases],
         "backends": backends,
+        "repeat": repeat,
         "notes": [note] if note else [],
         "runs": [],
     }
     _save(doc, out)
     t_all = time.monotonic()
     for idx, case in enumerate(cases):
-        for name in backends:
+        order = [(r, name) for r in range(repeat) for name in rotation(backends, r)]
+        for rep, name in order:
             n = case.servers_for(name)
-            label = f"{name} N={n} S={format_size(case.size)}"
+            label = f"{name} N={n} S={format_size(case.size)}" + (
+                f" run {rep + 1}/{repeat}" if repeat > 1 else "")
             config = RunConfig(backend=name, servers=n, size=case.size,
                                duration=case.duration, milestones=case.milestones,
                                reserve_hugepages=reserve_hugepages)
             progress = ProgressLine(label)
             result = run(config, progress)
             progress.finish()
-            doc["runs"].append({"case": idx, **result.to_json()})
+            doc["runs"].append({"case": idx, "rep": rep, **result.to_json()})
             doc["elapsed_s"] = time.monotonic() - t_all
             _save(doc, out)
             if result.skipped:

@@ -1,0 +1,105 @@
+"""bench/run-sga's repetitions: interleaved order, medians and spread, and the throughput
+goal judged against the spread. (bench/ has no test directory of its own; the report and
+plot are tested in selftests/host/test_sga_bench.py.)"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+for p in (str(REPO), str(REPO / "bench")):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+from sgabench import guest as sga_guest
+from sgabench.plans import Case
+from sgabench.report import report, throughput_goal
+from sgabench.runs import cases_of, rotation, spread
+
+from examples.sga.result import RunResult
+
+S = 64 << 20
+
+
+def _run(backend: str, ops: int) -> dict[str, Any]:
+    r = RunResult(backend=backend, label=backend, servers=4, size=S, nblocks=10,
+                  pt_baseline_kib=100, pt_after_kib=228, touch_s=[0.01] * 4,
+                  touch_faults=[3] * 4, vmpte_after_kib=[80] * 4, duration_s=1.0,
+                  reads=ops, updates=0)
+    return r.to_json()
+
+
+def _doc(ops: dict[str, list[int]]) -> dict[str, Any]:
+    runs = []
+    n = len(next(iter(ops.values())))
+    for rep in range(n):
+        for name in rotation(list(ops), rep):
+            runs.append({"case": 0, "rep": rep, **_run(name, ops[name][rep])})
+    return {"system": {"kernel": "6.12", "cpu": "TCG", "cpus": 2, "mem_total_kib": 4 << 20,
+                       "accelerator": "TCG"},
+            "plan": [{"size": S, "servers": 4, "milestones": [], "duration": 1.0}],
+            "repeat": n, "runs": runs,
+            "provenance": {"git_revision": "abc", "kernel": {"key": "k1", "flavor": "release",
+                                                            "mshare": True},
+                           "guest": {"cpus": 2, "memory": "4G", "accelerator": "TCG"}}}
+
+
+def test_rotation_puts_every_backend_in_every_position() -> None:
+    b = ["mshare", "shm", "fork", "hugetlb"]
+    orders = [rotation(b, rep) for rep in range(4)]
+    assert orders[0] == b and orders[1] == ["shm", "fork", "hugetlb", "mshare"]
+    for pos in range(4):
+        assert sorted(o[pos] for o in orders) == sorted(b)
+
+
+def test_median_and_spread() -> None:
+    sp = spread([5.0, 1.0, 3.0])
+    assert sp is not None and (sp.median, sp.low, sp.high, sp.n, sp.width) == (3, 1, 5, 3, 4)
+    assert spread([]) is None
+
+
+def test_the_tables_show_the_median_repetition() -> None:
+    cr = cases_of(_doc({"mshare": [900, 1500, 1000], "shm": [1000, 1000, 1000]}))[0]
+    assert len(cr.reps["mshare"]) == 3
+    assert cr.runs["mshare"].throughput == 1000
+    assert list(cr.runs) == ["mshare", "shm"]
+
+
+def test_throughput_goal_is_not_missed_within_the_spread() -> None:
+    cr = cases_of(_doc({"mshare": [900, 950, 1300], "shm": [1000, 1010, 1020]}))[0]
+    line = throughput_goal("[x]", cr)
+    assert "NOT met" not in line and "not measurably different" in line
+    assert "medians of 3 runs each" in line and "spread 400" in line
+
+
+def test_throughput_goal_is_missed_beyond_the_spread() -> None:
+    cr = cases_of(_doc({"mshare": [500, 520, 510], "shm": [1000, 1010, 990]}))[0]
+    assert throughput_goal("[x]", cr).endswith(": NOT met")
+    cr = cases_of(_doc({"mshare": [1100, 1120, 1110], "shm": [1000, 1010, 990]}))[0]
+    assert throughput_goal("[x]", cr).endswith(": met")
+
+
+def test_report_names_provenance_and_repetitions() -> None:
+    text = report(_doc({"mshare": [900, 950, 1300], "shm": [1000, 1010, 1020]}))
+    assert "provenance: git revision abc; kernel release CONFIG_MSHARE=y, build key k1" in text
+    assert "3 repetitions, interleaved" in text
+    assert "900-1,300 (3)" in text
+
+
+def test_run_plan_interleaves_and_repeats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    order: list[str] = []
+
+    def fake_run(config: Any, progress: Any) -> RunResult:
+        order.append(config.backend)
+        return RunResult.from_json(_run(config.backend, 100))
+    monkeypatch.setattr(sga_guest, "run", fake_run)
+    monkeypatch.setattr(sga_guest, "ensure_dev_shm", lambda: None)
+    doc = sga_guest.run_plan([Case(S, 4, [], 0.1)], ["a", "b", "c"], str(tmp_path / "o.json"),
+                             accelerator="TCG", reserve_hugepages=False, repeat=3,
+                             log=lambda s: None)
+    assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert [r["rep"] for r in doc["runs"]] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert doc["repeat"] == 3
