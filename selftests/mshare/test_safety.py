@@ -163,12 +163,12 @@ def test_mrelease_of_readonly_sharer_keeps_shared_ptes(region: harness.Region) -
 HMM_DEVICE = "/dev/hmm_dmirror0"
 
 
-@pytest.mark.needs_config("TEST_HMM")
+@pytest.mark.needs_config("CONFIG_TEST_HMM")
 def test_hmm_mirror_open_ebusy_while_region_mapped(region: harness.Region) -> None:
     assert harness.errno_of(os.open, HMM_DEVICE, os.O_RDWR) == errno.EBUSY
 
 
-@pytest.mark.needs_config("TEST_HMM")
+@pytest.mark.needs_config("CONFIG_TEST_HMM")
 def test_hmm_mirror_opens_again_once_region_unmapped(region: harness.Region) -> None:
     def body() -> None:
         kapi.munmap(region.start, region.size)
@@ -177,7 +177,7 @@ def test_hmm_mirror_opens_again_once_region_unmapped(region: harness.Region) -> 
     harness.in_child(body)
 
 
-@pytest.mark.needs_config("TEST_HMM")
+@pytest.mark.needs_config("CONFIG_TEST_HMM")
 def test_attach_ebusy_with_hmm_mirror(region: harness.Region) -> None:
     def body() -> int | None:
         kapi.munmap(region.start, region.size)
@@ -393,7 +393,7 @@ def test_forced_read_of_readonly_view_reads_region(region: harness.Region) -> No
 
 # ---------------------------------------------------------------- the smaller points (item 7)
 
-@pytest.mark.needs_config("NUMA")
+@pytest.mark.needs_config("CONFIG_NUMA")
 @pytest.mark.parametrize("flags", [0, kapi.MPOL_MF_MOVE], ids=["plain", "move"])
 def test_mbind_of_window_einval(region: harness.Region, flags: int) -> None:
     region.poke(0, b"x")
