@@ -21,6 +21,7 @@ if str(REPO / "ci") not in sys.path:
     sys.path.insert(0, str(REPO / "ci"))
 
 from vmrun import provenance  # ci/ is not a package: on sys.path above
+from vmrun.cli import cache_root
 
 
 def release_kernel() -> str | None:
@@ -91,6 +92,7 @@ def run_guest(guest_args: list[str], *, memory: str, cpus: int, timeout: float,
         status = subprocess.run(cmd, cwd=REPO, check=False).returncode
         doc = _load(out)
         if doc is not None:
-            doc["provenance"] = provenance.collect(Path(kernel).resolve(), cpus=cpus,
-                                                   memory=memory, accelerator=accel)
+            doc["provenance"] = provenance.collect(
+                Path(kernel).resolve(), cpus=cpus, memory=memory, accelerator=accel,
+                builds=cache_root() / "builds")
         return status, doc

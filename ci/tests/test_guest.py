@@ -49,3 +49,14 @@ def test_kmemleak_scan_is_in_the_script(tmp_path: Path) -> None:
     assert text.index("cat /sys/kernel/debug/kmemleak") > scan
     # dmesg is taken last, so it includes kmemleak's "suspected memory leaks" line
     assert text.index("dmesg -x >") > text.index("cat /sys/kernel/debug/kmemleak")
+
+
+def test_uptime_stamps_give_boot_cmd_and_after_times(tmp_path: Path) -> None:
+    s = spec(tmp_path, ["sh", "-c", "exit 0"])
+    assert run(guest.write(s)) == 0
+    stamps = guest.read_uptimes((s.scratch / guest.UPTIME_FILE).read_text())
+    assert set(stamps) == {"cmd_start", "cmd_end", "done"}
+    assert stamps["cmd_start"] <= stamps["cmd_end"] <= stamps["done"]
+    line = guest.timing_line({"cmd_start": 33.94, "cmd_end": 35.0, "done": 60.1})
+    assert line == ("boot to CMD 33.9 s, CMD 1.1 s, after CMD (kmemleak scans, dmesg) 25.1 s")
+    assert guest.timing_line({}) is None

@@ -115,3 +115,21 @@ def test_provenance_line_names_revision_kernel_and_guest(fake, capfd: pytest.Cap
     assert rec["git_revision"] != ""
     assert "build key abc123" in provenance.describe(rec)
     assert "3 vCPUs, 5G, TCG" in provenance.describe(rec)
+
+
+def test_provenance_of_a_copied_image_comes_from_the_identical_build(tmp_path: Path) -> None:
+    builds = tmp_path / "builds"
+    (builds / "k1").mkdir(parents=True)
+    (builds / "k1" / "bzImage").write_bytes(b"kernel bytes")
+    (builds / "k1" / "meta.json").write_text('{"key": "k1", "flavor": "release"}')
+    (builds / "k2").mkdir()
+    (builds / "k2" / "bzImage").write_bytes(b"other bytes!")
+    (builds / "k2" / "meta.json").write_text('{"key": "k2", "flavor": "debug"}')
+    copy = tmp_path / "kernels" / "release-bzImage"
+    copy.parent.mkdir()
+    copy.write_bytes(b"kernel bytes")
+    info = provenance.kernel_info(copy, builds)
+    assert (info["key"], info["flavor"]) == ("k1", "release")
+    stray = tmp_path / "kernels" / "stray"
+    stray.write_bytes(b"no such build")
+    assert provenance.kernel_info(stray, builds)["key"] is None

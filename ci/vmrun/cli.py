@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"booting {kernel} with {'KVM' if kvm else 'TCG (no KVM; opt in with --kvm)'}, "
         f"{args.cpus} vCPUs, {args.memory}; scratch {scratch}")
     record = provenance.collect(kernel, cpus=args.cpus, memory=args.memory,
-                                accelerator="KVM" if kvm else "TCG")
+                                accelerator="KVM" if kvm else "TCG",
+                                builds=cache_root() / "builds")
     (scratch / provenance.FILE).write_text(json.dumps(record, indent=1) + "\n")
     print(provenance.line(record), file=sys.stderr, flush=True)
     console_log = scratch / "console.log"
@@ -161,6 +162,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {line}", file=sys.stderr)
     if findings:
         report_splats(findings, logs)
+    try:
+        timing = guest.timing_line(guest.read_uptimes((scratch / guest.UPTIME_FILE).read_text()))
+    except OSError:
+        timing = None
+    if timing:
+        say(f"guest timing (its uptime): {timing}")
     if cmd_status is None and not result.timed_out:
         say(f"the guest never recorded CMD's status (vng status {result.returncode}): "
             "boot failure or guest crash")

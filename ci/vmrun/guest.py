@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STATUS_FILE = "status"
+# /proc/uptime at three points: CMD starts (boot took that long), CMD ended, all done.
+UPTIME_FILE = "uptime"
 DMESG_FILE = "dmesg.txt"
 KMEMLEAK_FILE = "kmemleak.txt"
 SCRIPT_FILE = "guest.sh"
@@ -58,10 +60,12 @@ def render(spec: GuestSpec) -> str:
 export PYTHONPATH={q(str(spec.repo))}${{PYTHONPATH:+:$PYTHONPATH}}
 export PATH={q(pybin)}:$PATH
 mkdir -p "$TMPDIR"
+read up _ < /proc/uptime; echo "cmd_start $up" > {q(str(scratch / UPTIME_FILE))}
 cd {q(str(spec.cwd))} || {{ echo "vm-run guest: cannot cd to {spec.cwd}" >&2; exit 126; }}
 {" ".join(q(a) for a in spec.cmd)} </dev/null
 status=$?
 echo "$status" > {q(str(scratch / STATUS_FILE))}
+read up _ < /proc/uptime; echo "cmd_end $up" >> {q(str(scratch / UPTIME_FILE))}
 # kmemleak (debug flavors) reports only after a scan.
 if [ ! -e /sys/kernel/debug/kmemleak ] && grep -qw debugfs /proc/filesystems; then
     mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
@@ -75,6 +79,7 @@ fi
 # -x (--decode): each line starts with its facility, so the scanner can tell the
 # kernel's records from what user space wrote to /dev/kmsg; plain dmesg (busybox) if not.
 dmesg -x > {q(str(scratch / DMESG_FILE))} 2>&1 || dmesg > {q(str(scratch / DMESG_FILE))} 2>&1
+read up _ < /proc/uptime; echo "done $up" >> {q(str(scratch / UPTIME_FILE))}
 sync
 exit "$status"
 """
@@ -85,3 +90,27 @@ def write(spec: GuestSpec) -> Path:
     path.write_text(render(spec))
     path.chmod(0o755)
     return path
+
+
+def read_uptimes(text: str) -> dict[str, float]:
+    """The guest's /proc/uptime stamps ("cmd_start 33.9" lines) by name."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            continue
+    return out
+
+
+def timing_line(stamps: dict[str, float]) -> str | None:
+    """"boot to CMD 33.9 s, CMD 2.0 s, after CMD (kmemleak scans, dmesg) 25.1 s"."""
+    if "cmd_start" not in stamps:
+        return None
+    parts = [f"boot to CMD {stamps['cmd_start']:.1f} s"]
+    if "cmd_end" in stamps:
+        parts.append(f"CMD {stamps['cmd_end'] - stamps['cmd_start']:.1f} s")
+        if "done" in stamps:
+            parts.append(f"after CMD (kmemleak scans, dmesg) {stamps['done'] - stamps['cmd_end']:.1f} s")
+    return ", ".join(parts)

@@ -9,6 +9,7 @@ put it into what they write.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -32,14 +33,41 @@ def git_revision(repo: Path = REPO) -> str:
     return (rev + ("+dirty" if dirty else "")) if rev else "unknown"
 
 
-def kernel_info(kernel: Path) -> dict[str, Any]:
-    """What kernel-build/build's meta.json (beside the bzImage) says about this build."""
-    info: dict[str, Any] = {"image": str(kernel)}
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def find_build(kernel: Path, builds: Path) -> Path | None:
+    """The cache entry holding a byte-identical bzImage (for a copy such as
+    /work/kernels/debug-bzImage, which has no meta.json beside it)."""
     try:
-        meta = json.loads((kernel.parent / "meta.json").read_text())
+        size = kernel.stat().st_size
+        digest = None
+        for image in sorted(builds.glob("*/bzImage")):
+            if image.stat().st_size == size:
+                digest = digest or _sha256(kernel)
+                if _sha256(image) == digest and (image.parent / "meta.json").is_file():
+                    return image.parent
+    except OSError:
+        return None
+    return None
+
+
+def kernel_info(kernel: Path, builds: Path | None = None) -> dict[str, Any]:
+    """What kernel-build/build's meta.json (beside the bzImage, or beside an identical
+    image in the cache's builds/) says about this build."""
+    info: dict[str, Any] = {"image": str(kernel)}
+    meta_dir = kernel.parent
+    if not (meta_dir / "meta.json").is_file() and builds is not None:
+        found = find_build(kernel, builds)
+        if found is not None:
+            meta_dir = found
+            info["same_bytes_as"] = str(found / "bzImage")
+    try:
+        meta = json.loads((meta_dir / "meta.json").read_text())
     except (OSError, ValueError):
         info["key"] = None
-        info["note"] = "no meta.json beside the image: not a kernel-build/build image"
+        info["note"] = "no meta.json for this image: not a kernel-build/build image"
         return info
     info["key"] = meta.get("key")
     info["flavor"] = meta.get("flavor")
@@ -49,10 +77,11 @@ def kernel_info(kernel: Path) -> dict[str, Any]:
     return info
 
 
-def collect(kernel: Path, *, cpus: int, memory: str, accelerator: str) -> dict[str, Any]:
+def collect(kernel: Path, *, cpus: int, memory: str, accelerator: str,
+            builds: Path | None = None) -> dict[str, Any]:
     return {
         "git_revision": git_revision(),
-        "kernel": kernel_info(kernel),
+        "kernel": kernel_info(kernel, builds),
         "guest": {"cpus": cpus, "memory": memory, "accelerator": accelerator},
     }
 
