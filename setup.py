@@ -1,4 +1,6 @@
-"""Builds the one C part of libmshare: the LD_PRELOAD library behind ``mshare run``.
+"""Builds the C parts of libmshare: the LD_PRELOAD library behind ``mshare run``, and
+the cffi extension ``libmshare._atomic_c`` behind ``libmshare.atomic``
+(``cffi_modules``: API mode, compiled against this Python).
 
 Everything else is declared in pyproject.toml.  The library is not a Python extension
 module (nothing imports it): it is compiled with the system C compiler and its own flags
@@ -42,4 +44,5 @@ class BuildPreload(build_ext):  # type: ignore[misc,unused-ignore]
 setup(
     ext_modules=[Extension(PRELOAD, sources=["libmshare/preload/mshare_preload.c"])],
     cmdclass={"build_ext": BuildPreload},
+    cffi_modules=["libmshare/_atomic_build.py:ffibuilder"],
 )

@@ -24,6 +24,8 @@ __all__ = [
     "AddressInUseError",
     "AddressRangeError",
     "AlignmentError",
+    "AtomicUnavailableError",
+    "MisalignedError",
     "MshareError",
     "MshareInfoError",
     "MsharePermissionError",
@@ -100,6 +102,14 @@ class MshareInfoError(MshareValueError):
 
 class SizeSyntaxError(MshareValueError):
     """A human-readable size or address could not be parsed."""
+
+
+class MisalignedError(MshareValueError):
+    """An atomic operation was asked for at an address that is not a multiple of its width."""
+
+
+class AtomicUnavailableError(ImportError):
+    """:mod:`libmshare.atomic` needs its C extension, which this installation lacks."""
 
 
 class RegionClosedError(MshareValueError):
