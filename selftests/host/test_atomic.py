@@ -122,10 +122,11 @@ def _fork(n: int, body: Callable[[int], bool]) -> list[int]:
     for i in range(n):
         pid = os.fork()
         if pid == 0:
+            ok = False
             try:
                 ok = body(i)
             finally:
-                os._exit(0 if ok else 1)  # noqa: B012 (the child never returns)
+                os._exit(0 if ok else 1)  # the child never returns into pytest
         pids.append(pid)
     return [os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in pids]
 
