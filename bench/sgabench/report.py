@@ -149,9 +149,11 @@ def throughput_goal(where: str, cr: CaseRuns) -> str:
     else:
         verdict = "NOT met"
     runs = f"{m.n} run{'s' if m.n != 1 else ''}" if m.n == s.n else f"{m.n} and {s.n} runs"
+    caveat = "; one run each, no spread measured: use --repeat 3" if min(m.n, s.n) < 2 else ""
     return (f"[{where}] throughput, medians of {runs} each: mshare {m.median:,.0f} "
-            f"({_range(m)}) vs shm {s.median:,.0f} ({_range(s)}) ops/s; shm - mshare "
-            f"{diff:+,.0f}, spread {width:,.0f} (goal mshare >= shm): {verdict}")
+            f"(range {m.low:,.0f}-{m.high:,.0f}) vs shm {s.median:,.0f} (range "
+            f"{s.low:,.0f}-{s.high:,.0f}) ops/s; shm - mshare {diff:+,.0f}, spread "
+            f"{width:,.0f}{caveat} (goal mshare >= shm): {verdict}")
 
 
 def extrapolation_table(doc: Doc) -> str | None:
