@@ -20,9 +20,14 @@ Two ways to call:
 
 * functions, ``fetch_add_u64(buf, offset, 1)``: check the buffer on every call (about
   a microsecond);
-* :class:`AtomicWord`, ``AtomicWord(buf, offset).fetch_add(1)``: checked once.  It
-  holds an export of ``buf`` until :meth:`AtomicWord.release` (or ``with``), so the
-  region refuses to close (``BufferError``) while the word could still be used.
+* :class:`AtomicWord`, ``AtomicWord(buf, offset).fetch_add(1)``: one word, checked
+  once;
+* :class:`AtomicBuffer`, ``AtomicBuffer(buf).fetch_add_u64(offset, 1)``: any word of
+  ``buf``, with only the offset checked on each call (for data structures with many
+  words: counters, a sequence word per block).
+
+The two classes hold an export of ``buf`` until ``release()`` (or the end of a ``with``
+block), so the region refuses to close (``BufferError``) while they could be used.
 
 Every operation checks before it touches memory and raises instead of crashing:
 ``TypeError`` for a store, exchange, compare-and-swap or fetch-add on a read-only
@@ -56,6 +61,7 @@ except ImportError as e:
     ) from e
 
 __all__ = [
+    "AtomicBuffer",
     "AtomicWord",
     "compare_exchange_u32",
     "compare_exchange_u64",
@@ -249,3 +255,95 @@ class AtomicWord:
     def __repr__(self) -> str:
         state = "released" if self._p is None else "readonly" if self.readonly else "open"
         return f"<AtomicWord u{self.bits} offset={self.offset} {state}>"
+
+
+class AtomicBuffer:
+    """Atomic operations on any aligned word of ``buf``, which is checked once.
+
+    Each call checks only its offset (bounds and alignment).  Holds an export of
+    ``buf`` until :meth:`release`.  On a read-only buffer only the loads work.
+    """
+
+    def __init__(self, buf: Any) -> None:
+        try:
+            p = _pointer(buf, True)
+            self.readonly = False
+        except TypeError:
+            p = _pointer(buf, False)
+            self.readonly = True
+        self._p: Any = p
+        self._addr = int(ffi.cast("uintptr_t", p))
+        self.nbytes = len(p)
+
+    def _at(self, offset: int, size: int, write: bool) -> Any:
+        p = self._p
+        if p is None:
+            raise ValueError("operation on a released AtomicBuffer")
+        if write and self.readonly:
+            raise TypeError("atomic write to a read-only buffer")
+        offset = operator.index(offset)
+        if not 0 <= offset <= self.nbytes - size:
+            raise IndexError(f"offset {offset} of a {size}-byte word is outside the "
+                             f"{self.nbytes}-byte buffer")
+        if (self._addr + offset) % size:
+            raise MisalignedError(f"offset {offset} is not aligned to the {size}-byte word")
+        return p
+
+    def load_u32(self, offset: int) -> int:
+        """Atomically read the 32-bit word at ``offset``."""
+        return lib.lm_load32(self._at(offset, 4, False), offset)
+
+    def load_u64(self, offset: int) -> int:
+        """Atomically read the 64-bit word at ``offset``."""
+        return lib.lm_load64(self._at(offset, 8, False), offset)
+
+    def store_u32(self, offset: int, value: int) -> None:
+        """Atomically write ``value`` to the 32-bit word at ``offset``."""
+        lib.lm_store32(self._at(offset, 4, True), offset, value)
+
+    def store_u64(self, offset: int, value: int) -> None:
+        """Atomically write ``value`` to the 64-bit word at ``offset``."""
+        lib.lm_store64(self._at(offset, 8, True), offset, value)
+
+    def exchange_u32(self, offset: int, value: int) -> int:
+        """Atomically write ``value`` to the 32-bit word at ``offset``; the old value."""
+        return lib.lm_exchange32(self._at(offset, 4, True), offset, value)
+
+    def exchange_u64(self, offset: int, value: int) -> int:
+        """Atomically write ``value`` to the 64-bit word at ``offset``; the old value."""
+        return lib.lm_exchange64(self._at(offset, 8, True), offset, value)
+
+    def compare_exchange_u32(self, offset: int, expected: int, desired: int) -> int:
+        """Compare-and-swap the 32-bit word at ``offset``; returns the value found."""
+        return lib.lm_cas32(self._at(offset, 4, True), offset, expected, desired)
+
+    def compare_exchange_u64(self, offset: int, expected: int, desired: int) -> int:
+        """Compare-and-swap the 64-bit word at ``offset``; returns the value found."""
+        return lib.lm_cas64(self._at(offset, 8, True), offset, expected, desired)
+
+    def fetch_add_u32(self, offset: int, delta: int) -> int:
+        """Atomically add ``delta`` (wraps) to the 32-bit word at ``offset``; the old value."""
+        return lib.lm_fetch_add32(self._at(offset, 4, True), offset, delta & _MASK[4])
+
+    def fetch_add_u64(self, offset: int, delta: int) -> int:
+        """Atomically add ``delta`` (wraps) to the 64-bit word at ``offset``; the old value."""
+        return lib.lm_fetch_add64(self._at(offset, 8, True), offset, delta & _MASK[8])
+
+    def release(self) -> None:
+        """Give back the export of the buffer; unusable afterwards."""
+        p, self._p = self._p, None
+        if p is not None:
+            ffi.release(p)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        state = "released" if self._p is None else "readonly" if self.readonly else "open"
+        return f"<AtomicBuffer {self.nbytes} bytes {state}>"

@@ -5,25 +5,27 @@ writer makes odd before it changes the block and even again after.  A reader rea
 sequence, then the checksum and payload, then the sequence again, and retries if the
 two differ or are odd.  Writers serialise on a per-stripe lock.
 
-Two details make this correct from Python on x86-64:
-
-* The sequence word is only ever loaded and stored through a ctypes ``c_uint64`` array
-  laid over the SGA: one aligned 8-byte access each, never torn.  (``struct.pack_into``
-  must not touch shared words that readers race with: it zeroes its target before it
-  writes the fields, so a reader could see a sequence of 0 and a checksum of 0.)
-* x86-64 keeps stores in order and loads in order (TSO), and each step is a separate C
-  call that the compiler cannot reorder.  This is not a recipe for weakly ordered CPUs.
+The shared words (sequence, version, state, per-stripe counters) are only ever
+accessed through :mod:`libmshare.atomic`: sequentially consistent loads, stores and
+fetch-adds on aligned 8-byte words, so they are never torn and the plain reads and
+writes of a block are never moved across them.  The reader puts a :func:`fence`
+between its copy of the block and its second load of the sequence, which makes the
+seqlock correct on weakly ordered CPUs too, not only on x86-64.  (``struct.pack_into``
+must not touch shared words that readers race with: it zeroes its target before it
+writes the fields, so a reader could see a sequence of 0 and a checksum of 0.)  The
+per-stripe update counters are bumped with fetch-add after the stripe lock is let go.
 """
 
 from __future__ import annotations
 
-import ctypes
 import math
 import random
 import struct
 import zlib
 from dataclasses import dataclass
 from typing import Protocol
+
+from libmshare import atomic
 
 from .layout import (
     BLOCK_HEADER,
@@ -107,20 +109,23 @@ class BufferCache:
         self._stride = _coprime_stride(layout.nblocks)
         self._shift = 64 - layout.dir_bits
         self._dir_mask = layout.dir_entries - 1
-        # Aligned 8-byte loads and stores for the words that readers race with.  It
-        # holds an export of ``view``: close() drops it before the memory is unmapped.
-        words_type = ctypes.c_uint64 * (layout.total_size // 8)
-        self._words: ctypes.Array[ctypes.c_uint64] | None = words_type.from_buffer(view)
+        # Atomic access to the words that readers race with.  It holds an export of
+        # ``view``: close() drops it before the memory is unmapped.
+        self._atomics: atomic.AtomicBuffer | None = atomic.AtomicBuffer(
+            view[:layout.total_size])
 
     def close(self) -> None:
         """Drop this object's hold on the memory (before the mapping is closed)."""
-        self._words = None
+        if self._atomics is not None:
+            self._atomics.release()
+            self._atomics = None
 
     @property
-    def words(self) -> ctypes.Array[ctypes.c_uint64]:
-        if self._words is None:
+    def atomics(self) -> atomic.AtomicBuffer:
+        """Atomic loads, stores and fetch-adds on the SGA's aligned words."""
+        if self._atomics is None:
             raise ValueError("the buffer cache is closed")
-        return self._words
+        return self._atomics
 
     @classmethod
     def open(cls, view: memoryview) -> BufferCache:
@@ -165,10 +170,11 @@ class BufferCache:
             view[off + BLOCK_HEADER.size:off + BLOCK_HEADER.size + payload_size] = (
                 pool.payload(variant))
         view[lay.dir_offset:lay.dir_offset + len(directory)] = directory
-        self.words[STATE_OFFSET // 8] = STATE_OPEN  # published last
+        self.atomics.store_u64(STATE_OFFSET, STATE_OPEN)  # published last
 
     def close_state(self, state: int) -> None:
-        self.words[STATE_OFFSET // 8] = state
+        """Publish a new state word (servers stop when it leaves OPEN)."""
+        self.atomics.store_u64(STATE_OFFSET, state)
 
     # -- lookups and checked reads ------------------------------------------------------
 
@@ -193,19 +199,20 @@ class BufferCache:
             stats.misses += 1
             return
         view = self.view
-        words = self.words
+        load = self.atomics.load_u64
         off = self.layout.block_offset(slot)
-        seq_word = (off + SEQ_OFFSET) // 8
+        seq_at = off + SEQ_OFFSET
         body = off + BLOCK_HEADER.size
         end = off + self.layout.block_size
         for _ in range(_MAX_RETRIES):
-            seq1 = words[seq_word]
+            seq1 = load(seq_at)
             if seq1 & 1:
                 stats.retries += 1
                 continue
             magic, crc, got_id = _IDENT.unpack_from(view, off)
             ok = magic == BLOCK_MAGIC and got_id == bid and zlib.crc32(view[body:end]) == crc
-            seq2 = words[seq_word]
+            atomic.fence()  # the copy above happens before the second load
+            seq2 = load(seq_at)
             if seq1 != seq2:
                 stats.retries += 1
                 continue
@@ -225,24 +232,23 @@ class BufferCache:
             return
         lay = self.layout
         view = self.view
-        words = self.words
+        ab = self.atomics
         off = lay.block_offset(slot)
-        seq_word = (off + SEQ_OFFSET) // 8
-        version_word = seq_word + 1
+        seq_at = off + SEQ_OFFSET
         stripe = slot % lay.stripes
-        counter_word = lay.counter_offset(stripe) // 8
         locks.acquire(stripe)
         try:
-            seq = words[seq_word]
-            words[seq_word] = seq + 1  # odd: readers retry
+            seq = ab.load_u64(seq_at)
+            ab.store_u64(seq_at, seq + 1)  # odd: readers retry
             view[off + BLOCK_HEADER.size:off + lay.block_size] = pool.payload(variant)
             view[off:off + _IDENT.size] = _IDENT.pack(BLOCK_MAGIC,
                                                       pool.crcs[variant % _VARIANTS], bid)
-            words[version_word] += 1
-            words[seq_word] = seq + 2  # even again: the block is whole
-            words[counter_word] += 1
+            ab.fetch_add_u64(seq_at + 8, 1)  # the version word follows the sequence
+            ab.store_u64(seq_at, seq + 2)  # even again: the block is whole
         finally:
             locks.release(stripe)
+        # Atomic: exact without the lock, so it need not be held for it.
+        ab.fetch_add_u64(lay.counter_offset(stripe), 1)
         stats.updates += 1
 
     # -- whole-cache checks (the instance, when servers are done) ------------------------
@@ -263,9 +269,9 @@ class BufferCache:
         return bad, torn
 
     def counted_updates(self) -> int:
-        """The sum of the per-stripe counters, which writers bump under the lock."""
+        """The sum of the per-stripe counters, which writers bump with fetch-add."""
         lay = self.layout
-        return sum(self.words[lay.counter_offset(s) // 8] for s in range(lay.stripes))
+        return sum(self.atomics.load_u64(lay.counter_offset(s)) for s in range(lay.stripes))
 
 
 def _coprime_stride(n: int) -> int:

@@ -84,3 +84,12 @@ def test_every_public_name_says_what_it_does(item: tuple[str, Any]) -> None:
     doc = inspect.getdoc(obj.fget if isinstance(obj, property) else obj) or ""
     assert len(doc) >= 20, f"{name} has no docstring"
     assert not doc.lower().startswith("same as"), f"{name}: {doc!r}"
+
+
+def test_package_readme_stands_alone() -> None:
+    # It is the PyPI description: no paths outside the package's repository, no links
+    # that only resolve in a checkout.
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "libmshare" / "README.md").read_text()
+    assert "../" not in text and "](" not in text
+    assert (root / "docs" / "mshare-api.md").is_file()  # where the contract lives instead

@@ -57,6 +57,28 @@ def test_atomic_word() -> None:
         atomic.AtomicWord(buf, 0, bits=16)
 
 
+def test_atomic_buffer() -> None:
+    buf = bytearray(32)
+    with atomic.AtomicBuffer(buf) as ab:
+        assert ab.fetch_add_u64(8, 2) == 0 and ab.load_u64(8) == 2
+        assert ab.fetch_add_u32(4, -1) == 0 and ab.load_u32(4) == U32
+        assert ab.compare_exchange_u64(16, 0, 5) == 0 and ab.exchange_u64(16, 1) == 5
+        assert ab.compare_exchange_u32(0, 1, 2) == 0 and ab.exchange_u32(0, 3) == 0
+        ab.store_u64(24, U64)
+        ab.store_u32(0, 9)
+        assert struct.unpack("=IIQQQ", buf) == (9, U32, 2, 1, U64)
+        with pytest.raises(MisalignedError):
+            ab.load_u64(4)
+        with pytest.raises(IndexError):
+            ab.load_u32(32)
+    with pytest.raises(ValueError, match="released"):
+        ab.load_u64(0)
+    ro = atomic.AtomicBuffer(bytes(8))
+    assert ro.load_u64(0) == 0 and "readonly" in repr(ro)
+    with pytest.raises(TypeError, match="read-only"):
+        ro.fetch_add_u64(0, 1)
+
+
 REFUSALS: dict[str, tuple[Callable[[], object], type[BaseException]]] = {
     "store-bytes": (lambda: atomic.store_u64(bytes(8), 0, 1), TypeError),
     "add-readonly-view": (lambda: atomic.fetch_add_u64(memoryview(bytearray(8)).toreadonly(),

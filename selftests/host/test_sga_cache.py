@@ -118,7 +118,7 @@ def test_update_rewrites_payload_checksum_version_under_the_stripe_lock(
 def test_a_block_left_odd_is_busy_not_an_error(cache: BufferCache) -> None:
     # A writer killed mid-update leaves the sequence odd: readers give up on the block.
     off = cache.layout.block_offset(cache.slot_of(9))
-    cache.words[(off + SEQ_OFFSET) // 8] = 1
+    cache.atomics.store_u64(off + SEQ_OFFSET, 1)
     stats = CacheStats()
     cache.read(9, stats)
     assert (stats.busy, stats.checksum_errors, stats.reads) == (1, 0, 0)

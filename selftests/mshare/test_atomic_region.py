@@ -1,0 +1,78 @@
+"""libmshare.atomic on a real msharefs region (guest only): processes that attach the
+region by name (sharing its page tables) count exactly and exclude each other."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import harness
+import pytest
+
+import libmshare
+
+GUEST = os.environ.get("LIBMSHARE_GUEST") == "1"
+PYTHON = [sys.executable, "-S"]
+
+WORKERS = """
+import os, struct, sys, libmshare
+from libmshare import atomic
+name, procs, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+LOCK, INSIDE, COUNTER, VIOLATIONS, TOTAL = 0, 8, 16, 24, 4096
+pids = []
+for i in range(procs):
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            with libmshare.attach(name) as r:  # the fork child attaches by name: a handle
+                buf = r.buf
+                with atomic.AtomicWord(buf, TOTAL) as total:
+                    for _ in range(rounds):
+                        total.fetch_add(1)
+                for _ in range(rounds // 10):  # a CAS spin lock around a plain update
+                    while atomic.compare_exchange_u64(buf, LOCK, 0, os.getpid()) != 0:
+                        pass
+                    if atomic.fetch_add_u64(buf, INSIDE, 1) != 0:
+                        atomic.fetch_add_u64(buf, VIOLATIONS, 1)
+                    (n,) = struct.unpack_from("=Q", buf, COUNTER)
+                    struct.pack_into("=Q", buf, COUNTER, n + 1)
+                    atomic.fetch_add_u64(buf, INSIDE, -1)
+                    atomic.store_u64(buf, LOCK, 0)
+                del buf
+            code = 0
+        finally:
+            os._exit(code)
+    pids.append(pid)
+bad = sum(os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) != 0 for p in pids)
+with libmshare.attach(name) as r:
+    print(bad, atomic.load_u64(r.buf, TOTAL), atomic.load_u64(r.buf, COUNTER),
+          atomic.load_u64(r.buf, VIOLATIONS))
+"""
+
+
+@pytest.fixture
+def name() -> Iterator[str]:
+    if not GUEST:
+        pytest.skip("libmshare guest tests run only in our kernel (ci/vm-run sets LIBMSHARE_GUEST=1)")
+    if not libmshare.kernel_supports():
+        pytest.fail("LIBMSHARE_GUEST=1 but the kernel has no msharefs", pytrace=False)
+    libmshare.ensure_mounted()
+    n = f"atomic-{os.getpid()}"
+    libmshare.create(n, libmshare.alignment()).close()
+    yield n
+    libmshare.unlink(n)
+
+
+def test_atomic_fetch_add_and_cas_lock_across_processes(name: str) -> None:
+    procs, rounds = 16, 3000
+    out = subprocess.run([*PYTHON, "-c", WORKERS, name, str(procs), str(rounds)],
+                         capture_output=True, text=True, timeout=harness.scaled(200),
+                         check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    bad, total, counter, violations = map(int, out.stdout.split())
+    assert bad == 0
+    assert total == procs * rounds
+    assert (counter, violations) == (procs * (rounds // 10), 0)
