@@ -37,6 +37,30 @@ def ensure_dev_shm() -> str | None:
     return None
 
 
+def counters() -> dict[str, int]:
+    """System-wide counters that tell where a backend's time goes: TLB shootdown IPIs
+    (/proc/interrupts "TLB", summed over CPUs), page faults, and the TLB-flush counts in
+    /proc/vmstat when the kernel has them (CONFIG_DEBUG_TLBFLUSH)."""
+    out: dict[str, int] = {}
+    with contextlib.suppress(OSError), open("/proc/interrupts") as f:
+        for line in f:
+            head, _, rest = line.partition(":")
+            if head.strip() == "TLB":
+                out["tlb_shootdowns"] = sum(int(x) for x in rest.split() if x.isdigit())
+    wanted = {"pgfault", "pgmajfault", "nr_tlb_remote_flush", "nr_tlb_remote_flush_received",
+              "nr_tlb_local_flush_all", "nr_tlb_local_flush_one"}
+    with contextlib.suppress(OSError), open("/proc/vmstat") as f:
+        for line in f:
+            key, _, value = line.partition(" ")
+            if key in wanted:
+                out[key] = int(value)
+    return out
+
+
+def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: after[k] - before[k] for k in after if k in before}
+
+
 def _save(doc: Doc, path: str) -> None:
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
@@ -74,9 +98,11 @@ def run_plan(cases: list[Case], backends: list[str], out: str, *, accelerator: s
                                duration=case.duration, milestones=case.milestones,
                                reserve_hugepages=reserve_hugepages)
             progress = ProgressLine(label)
+            before = counters()
             result = run(config, progress)
             progress.finish()
-            doc["runs"].append({"case": idx, "rep": rep, **result.to_json()})
+            doc["runs"].append({"case": idx, "rep": rep, **result.to_json(),
+                                "counters": _delta(before, counters())})
             doc["elapsed_s"] = time.monotonic() - t_all
             _save(doc, out)
             if result.skipped:

@@ -8,7 +8,7 @@ from examples.sga.result import RunResult
 from libmshare import format_size
 
 from .extrapolate import SEED_PROCESSES, SEED_SGA_GIB, fit, seed_case_gib
-from .runs import CaseRuns, Spread, cases_of
+from .runs import CaseRuns, Spread, cases_of, spread
 from .textable import render
 
 __all__ = ["goals", "report", "throughput_goal"]
@@ -100,6 +100,34 @@ def growth_table(cr: CaseRuns) -> str:
             s, m = rise["shm"], rise["mshare"]
             row += [_ratio(s, m) if s is not None and m is not None else "", f"{count / 2:g}"]
         rows.append(row)
+    return render(header, rows)
+
+
+def _median_counter(runs: list[dict[str, Any]], key: str) -> float:
+    sp = spread([float(r["counters"].get(key, 0)) for r in runs])
+    return sp.median if sp else 0.0
+
+
+def counters_table(doc: Doc, cr: CaseRuns, case_idx: int) -> str | None:
+    """Medians over the repetitions of what each whole run (fork, attach, touch, the
+    workload) cost the system: TLB shootdown IPIs and page faults, and per second."""
+    per: dict[str, list[dict[str, Any]]] = {}
+    for run in doc["runs"]:
+        if run["case"] == case_idx and run.get("counters") and not run.get("skipped"):
+            per.setdefault(run["backend"], []).append(run)
+    if not per:
+        return None
+    header = ["backend", "runs", "wall s", "TLB shootdowns", "per s", "page faults", "per s"]
+    rows = []
+    for name in cr.runs:
+        runs = per.get(name)
+        if not runs:
+            continue
+        tlb, faults = _median_counter(runs, "tlb_shootdowns"), _median_counter(runs, "pgfault")
+        wall = spread([float(r.get("wall_s", 0.0)) for r in runs])
+        w = wall.median if wall and wall.median > 0 else 1.0
+        rows.append([name, str(len(runs)), f"{w:.1f}", f"{tlb:,.0f}", f"{tlb / w:,.0f}",
+                     f"{faults:,.0f}", f"{faults / w:,.0f}"])
     return render(header, rows)
 
 
@@ -223,8 +251,14 @@ def _repetitions(doc: Doc) -> str:
 
 def report(doc: Doc) -> str:
     parts = [_system(doc), *_provenance(doc), _repetitions(doc)]
-    for cr in cases_of(doc):
+    for idx, cr in enumerate(cases_of(doc)):
         parts += ["", main_table(cr)]
+        diag = counters_table(doc, cr, idx)
+        if diag:
+            title = (f"What each run cost the system, medians (N={cr.case.servers}, "
+                     f"S={format_size(cr.case.size)}; whole run: fork, attach, touch, "
+                     "workload):")
+            parts += ["", title, diag]
         if any(r.milestones for r in cr.runs.values()):
             title = (f"PageTables rise as servers attach (N={cr.case.servers}, "
                      f"S={format_size(cr.case.size)}):")

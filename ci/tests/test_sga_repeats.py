@@ -83,7 +83,15 @@ def test_throughput_goal_is_missed_beyond_the_spread() -> None:
 
 
 def test_report_names_provenance_and_repetitions() -> None:
-    text = report(_doc({"mshare": [900, 950, 1300], "shm": [1000, 1010, 1020]}))
+    doc = _doc({"mshare": [900, 950, 1300], "shm": [1000, 1010, 1020]})
+    for i, run in enumerate(doc["runs"]):
+        run["wall_s"] = 10.0
+        run["counters"] = {"tlb_shootdowns": 5000 if run["backend"] == "mshare" else 50 + i,
+                           "pgfault": 100}
+    text = report(doc)
+    assert "TLB shootdowns" in text
+    assert any(line.split()[:5] == ["mshare", "3", "10.0", "5,000", "500"]
+               for line in text.splitlines())
     assert "provenance: git revision abc; kernel release CONFIG_MSHARE=y, build key k1" in text
     assert "3 repetitions, interleaved" in text
     assert "900-1,300 (3)" in text
