@@ -23,7 +23,12 @@ VIRTME_INIT_WARNING = ('virtme-ng-init: WARNING: failed to run: "ip" link set de
                        '(error: No such file or directory (os error 2))')
 
 
-def vm_run(*cmd: str, timeout: int = 300,
+# Generous: a debug guest boots in about 35 s on an idle 2-core host under TCG, but took
+# 285 s to reach its command with three other guests beside it.
+BOOT_TIMEOUT = 900
+
+
+def vm_run(*cmd: str, timeout: int = BOOT_TIMEOUT,
            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(VM_RUN), "--kernel", str(KERNEL),
                            "--timeout", str(timeout), "--", *cmd],
