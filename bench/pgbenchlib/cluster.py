@@ -1,0 +1,330 @@
+"""A private PostgreSQL 15 cluster on a tmpfs, run as ``postgres``, for the benchmark and
+the guest tests: initdb once, then start/stop it in any of the three configurations.
+
+Configurations (``CONFIGS``): ``stock`` (huge_pages=off), ``huge`` (huge_pages=on, 2 MiB
+pages reserved by the caller), ``msharefs`` (stock plus the preload library of
+``mshare run``, regions in a directory of msharefs owned by postgres).  The server is
+started directly (``postgres -D``), so its Popen pid is the postmaster's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from libmshare import run_cmd
+
+from .libpq import PgError, Session
+
+__all__ = [
+    "BIN",
+    "CONFIGS",
+    "Cluster",
+    "PgbenchResult",
+    "hugepages",
+    "meminfo_kib",
+    "minflt",
+    "mount_tmpfs",
+    "parse_pgbench",
+    "region_maps",
+]
+
+BIN = Path("/usr/lib/postgresql/15/bin")
+CONFIGS = ("stock", "huge", "msharefs")
+USER = "postgres"
+PORT = 5499  # not 5432: never collide with a cluster of the machine's own
+
+
+def meminfo_kib(name: str) -> int:
+    """A /proc/meminfo field, the per-CPU counter deltas folded in first (as root)."""
+    with contextlib.suppress(OSError), open("/proc/sys/vm/stat_refresh", "w") as r:
+        r.write("1\n")
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key == name:
+                return int(rest.split()[0])
+    raise KeyError(name)
+
+
+def minflt(pid: int) -> int | None:
+    """Minor faults of a process so far (/proc/PID/stat field 10), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return int(text.rpartition(")")[2].split()[7])
+
+
+def region_maps(pid: int, mount: str) -> list[str]:
+    """The lines of /proc/PID/maps that map files of msharefs (regions)."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            return [ln.rstrip("\n") for ln in f if f" {mount}/" in ln]
+    except OSError:
+        return []
+
+
+def mount_tmpfs(path: Path, size: str, owner: str = USER) -> None:
+    """A tmpfs at path owned by owner (the data and socket directories live on it)."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
+                    str(path)], check=True)
+    pw = pwd.getpwnam(owner)
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+@contextlib.contextmanager
+def hugepages(count: int) -> Iterator[int]:
+    """Reserve at least count 2 MiB huge pages for the block (root), give them back after.
+    Yields how many are reserved in all (may be fewer: memory is fragmented)."""
+    knob = Path("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")
+    before = int(knob.read_text())
+    try:
+        knob.write_text(f"{before + count}\n")
+        yield int(knob.read_text())
+    finally:
+        knob.write_text(f"{before}\n")
+
+
+@dataclass
+class PgbenchResult:
+    tps: float
+    latency_ms: float
+    connection_ms: float | None
+    transactions: int
+    failed: int
+    output: str = field(repr=False, default="")
+
+
+def parse_pgbench(out: str) -> PgbenchResult:
+    def num(pattern: str) -> float | None:
+        m = re.search(pattern, out)
+        return float(m.group(1)) if m else None
+
+    tps = num(r"tps = ([0-9.]+)")
+    lat = num(r"latency average = ([0-9.]+) ms")
+    if tps is None or lat is None:
+        raise PgError(f"pgbench printed no tps/latency:\n{out}")
+    done = num(r"number of transactions actually processed: ([0-9]+)")
+    failed = num(r"number of failed transactions: ([0-9]+)")
+    conn = num(r"average connection time = ([0-9.]+) ms")
+    if conn is None:
+        conn = num(r"initial connection time = ([0-9.]+) ms")
+    return PgbenchResult(tps, lat, conn, int(done or 0), int(failed or 0), out)
+
+
+class Cluster:
+    """The cluster in root/data, its socket in root/sock, server logs in root."""
+
+    def __init__(self, root: Path, *, mount: str = "/sys/fs/mshare",
+                 region_dir: str | None = None) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.sock = root / "sock"
+        self.mount = mount
+        self.region_dir = region_dir or f"{mount}/{USER}"
+        self.pw = pwd.getpwnam(USER) if os.geteuid() == 0 else pwd.getpwuid(os.getuid())
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.config: str | None = None
+        self.log: Path | None = None
+        self._log_start = 0
+
+    # ------------------------------------------------------------ processes
+
+    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = {"PATH": f"{BIN}:/usr/bin:/bin", "LC_ALL": "C", "HOME": str(self.root),
+               "USER": self.pw.pw_name, "PGHOST": str(self.sock), "PGPORT": str(PORT),
+               "PGUSER": USER, "PGDATABASE": "postgres", "TZ": "UTC"}
+        env.update(extra or {})
+        return env
+
+    def _as_user(self) -> dict[str, object]:
+        if os.geteuid() != 0:
+            return {}
+        return {"user": self.pw.pw_uid, "group": self.pw.pw_gid, "extra_groups": []}
+
+    def run(self, args: list[str], *, check: bool = True, timeout: float = 3600,
+            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """A client program (initdb, pgbench, pg_amcheck, psql) as the server's user."""
+        p = subprocess.run(args, env=self.env(env), cwd=self.root, text=True,
+                           capture_output=True, timeout=timeout, check=False,
+                           **self._as_user())  # type: ignore[call-overload]
+        if check and p.returncode != 0:
+            raise PgError(f"{' '.join(args)}: exit {p.returncode}\n{p.stdout}\n{p.stderr}")
+        return p  # type: ignore[no-any-return]
+
+    def initdb(self) -> None:
+        for d in (self.data, self.sock):
+            d.mkdir(mode=0o700, exist_ok=True)
+            os.chown(d, self.pw.pw_uid, self.pw.pw_gid)
+        self.run([str(BIN / "initdb"), "-D", str(self.data), "--data-checksums", "-U", USER,
+                  "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"])
+
+    def settings(self, config: str, shared_buffers: str, max_connections: int,
+                 extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        s = {
+            "shared_buffers": shared_buffers,
+            "max_connections": str(max_connections),
+            "huge_pages": "on" if config == "huge" else "off",
+            "port": str(PORT),
+            "unix_socket_directories": str(self.sock),
+            "listen_addresses": "",
+            "fsync": "off",  # tmpfs: nothing to sync; keeps TCG runs short
+            "synchronous_commit": "off",
+            "full_page_writes": "on",
+            "max_parallel_workers_per_gather": "0",  # every session does its own work
+            "shared_preload_libraries": "pg_prewarm",
+            "pg_prewarm.autoprewarm": "off",
+            "logging_collector": "off",
+            "log_min_messages": "warning",
+            "log_line_prefix": "%m [%p] ",
+            "restart_after_crash": "on",
+            "autovacuum": "off",
+        }
+        s.update(extra or {})
+        return s
+
+    def shared_memory_size_mb(self, settings: Mapping[str, str]) -> int:
+        """postgres -C shared_memory_size for these settings (the server must be down)."""
+        args = [str(BIN / "postgres"), "-D", str(self.data), "-C", "shared_memory_size"]
+        for k, v in settings.items():
+            args += ["-c", f"{k}={v}"]
+        return int(self.run(args).stdout.strip().rstrip("MB"))
+
+    def preload_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = run_cmd.preload_env(self.region_dir, mount=self.mount, base={})
+        env.update(extra or {})
+        return env
+
+    def start(self, config: str, settings: Mapping[str, str], *, label: str | None = None,
+              env: Mapping[str, str] | None = None, wait: float = 300) -> int:
+        """Start the server; returns the postmaster's pid once it accepts connections."""
+        assert self.proc is None, "already running"
+        extra = self.preload_env() if config == "msharefs" else {}
+        extra.update(env or {})
+        self.log = self.root / f"server-{label or config}.log"
+        args = [str(BIN / "postgres"), "-D", str(self.data)]
+        for k, v in settings.items():
+            args += ["-c", f"{k}={v}"]
+        with open(self.log, "ab") as logf:
+            self._log_start = self.log.stat().st_size
+            self.proc = subprocess.Popen(args, env=self.env(extra), cwd=self.root,
+                                         stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                         **self._as_user())  # type: ignore[call-overload]
+        self.config = config
+        self.wait_ready(wait)
+        return self.pid
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def conninfo(self, dbname: str = "postgres") -> str:
+        return f"host={self.sock} port={PORT} user={USER} dbname={dbname}"
+
+    def connect(self, dbname: str = "postgres") -> Session:
+        return Session(self.conninfo(dbname))
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc is not None and self.proc.poll() is not None:
+                code, self.proc = self.proc.returncode, None
+                raise PgError(f"the server exited with {code}:\n{self.log_text()}")
+            try:
+                with self.connect() as s:
+                    s.value("select 1")
+                return
+            except PgError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def log_text(self, since_start: bool = True) -> str:
+        """The server's stderr since the last start (or all of it), then whatever the
+        logging collector wrote (data/log/*, when logging_collector is on)."""
+        text = ""
+        if self.log is not None and self.log.exists():
+            with open(self.log, "rb") as f:
+                if since_start:
+                    f.seek(self._log_start)
+                text = f.read().decode(errors="replace")
+        logdir = self.data / "log"
+        if logdir.is_dir():
+            for p in sorted(logdir.iterdir()):
+                text += p.read_text(errors="replace")
+        return text
+
+    def stop(self, mode: str = "fast", timeout: float = 300) -> int:
+        """Shut down (fast: SIGINT) and wait; returns the postmaster's exit status."""
+        assert self.proc is not None
+        sig = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, sig[mode])
+        return self.wait_exit(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster (its children notice and exit on their own)."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.wait_exit(60)
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.proc is not None
+        try:
+            status = self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is not None:
+                self.proc = None
+        return status
+
+    def children_gone(self, timeout: float = 120) -> bool:
+        """Wait until no process of the server's user is left (after a SIGKILLed
+        postmaster its backends exit on their own; they hold the region meanwhile)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.user_pids():
+                return True
+            time.sleep(0.1)
+        return not self.user_pids()
+
+    def user_pids(self) -> list[int]:
+        out = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                st = os.stat(f"/proc/{d}")
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            if st.st_uid == self.pw.pw_uid and str(self.data).encode() in cmd or \
+                    st.st_uid == self.pw.pw_uid and cmd.startswith(b"postgres:"):
+                out.append(int(d))
+        return out
+
+    # ------------------------------------------------------------ pgbench
+
+    def pgbench_init(self, scale: int, timeout: float = 3600) -> str:
+        """pgbench -i: the four tables at this scale, vacuumed (no foreign keys)."""
+        return self.run([str(BIN / "pgbench"), "-i", "-q", "-s", str(scale)],
+                        timeout=timeout).stderr
+
+    def pgbench(self, args: list[str], timeout: float = 3600) -> PgbenchResult:
+        p = self.run([str(BIN / "pgbench"), *args], timeout=timeout)
+        return parse_pgbench(p.stdout + p.stderr)
+
+    def backend_pids(self, session_pids: list[int]) -> list[int]:
+        return [p for p in session_pids if minflt(p) is not None]

@@ -1,0 +1,155 @@
+"""A minimal libpq client over ctypes: many sessions from one process, queries in parallel.
+
+Only what the benchmark and the tests need: connect, run a query on every session at
+once (PQsendQuery on all, then collect the results), the backend's pid.  libpq5 comes
+with postgresql-client-15, so nothing is installed for Python.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import select
+import time
+from collections.abc import Sequence
+from typing import Self
+
+__all__ = ["PgError", "Session", "query_all"]
+
+CONNECTION_OK = 0
+PGRES_COMMAND_OK, PGRES_TUPLES_OK = 1, 2
+
+_lib: ctypes.CDLL | None = None
+
+
+def _libpq() -> ctypes.CDLL:
+    global _lib
+    if _lib is None:
+        name = ctypes.util.find_library("pq") or "libpq.so.5"
+        lib = ctypes.CDLL(name)
+        vp, cp, i = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
+        for fn, res, args in [
+            ("PQconnectdb", vp, [cp]), ("PQstatus", i, [vp]), ("PQerrorMessage", cp, [vp]),
+            ("PQfinish", None, [vp]), ("PQbackendPID", i, [vp]), ("PQexec", vp, [vp, cp]),
+            ("PQresultStatus", i, [vp]), ("PQresultErrorMessage", cp, [vp]),
+            ("PQntuples", i, [vp]), ("PQnfields", i, [vp]), ("PQgetvalue", cp, [vp, i, i]),
+            ("PQgetisnull", i, [vp, i, i]), ("PQclear", None, [vp]),
+            ("PQsendQuery", i, [vp, cp]), ("PQgetResult", vp, [vp]),
+            ("PQconsumeInput", i, [vp]), ("PQisBusy", i, [vp]), ("PQsocket", i, [vp]),
+        ]:
+            f = getattr(lib, fn)
+            f.restype = res
+            f.argtypes = args
+        _lib = lib
+    return _lib
+
+
+class PgError(RuntimeError):
+    pass
+
+
+Rows = list[tuple[str | None, ...]]
+
+
+def _rows(lib: ctypes.CDLL, res: int) -> Rows:
+    out: Rows = []
+    for r in range(lib.PQntuples(res)):
+        row: list[str | None] = []
+        for c in range(lib.PQnfields(res)):
+            if lib.PQgetisnull(res, r, c):
+                row.append(None)
+            else:
+                row.append(lib.PQgetvalue(res, r, c).decode())
+        out.append(tuple(row))
+    return out
+
+
+class Session:
+    """One connection (one backend process on the server)."""
+
+    def __init__(self, conninfo: str) -> None:
+        self._lib = _libpq()
+        self._conn: int | None = self._lib.PQconnectdb(conninfo.encode())
+        if not self._conn or self._lib.PQstatus(self._conn) != CONNECTION_OK:
+            msg = self._error()
+            self.close()
+            raise PgError(f"connect ({conninfo}): {msg}")
+        self.pid: int = self._lib.PQbackendPID(self._conn)
+
+    def _error(self) -> str:
+        if not self._conn:
+            return "out of memory"
+        raw: bytes = self._lib.PQerrorMessage(self._conn) or b""
+        return raw.decode(errors="replace").strip()
+
+    def _check(self, res: int | None, sql: str) -> Rows:
+        if not res:
+            raise PgError(f"{sql}: {self._error()}")
+        try:
+            st = self._lib.PQresultStatus(res)
+            if st not in (PGRES_COMMAND_OK, PGRES_TUPLES_OK):
+                msg = (self._lib.PQresultErrorMessage(res) or b"").decode(errors="replace")
+                raise PgError(f"{sql}: {msg.strip()}")
+            return _rows(self._lib, res)
+        finally:
+            self._lib.PQclear(res)
+
+    def query(self, sql: str) -> Rows:
+        return self._check(self._lib.PQexec(self._conn, sql.encode()), sql)
+
+    def value(self, sql: str) -> str | None:
+        rows = self.query(sql)
+        return rows[0][0] if rows else None
+
+    def send(self, sql: str) -> None:
+        if not self._lib.PQsendQuery(self._conn, sql.encode()):
+            raise PgError(f"{sql}: {self._error()}")
+
+    def fileno(self) -> int:
+        return int(self._lib.PQsocket(self._conn))
+
+    def ready(self) -> bool:
+        """Read what arrived; True once the result can be collected without blocking."""
+        if not self._lib.PQconsumeInput(self._conn):
+            raise PgError(self._error())
+        return not self._lib.PQisBusy(self._conn)
+
+    def collect(self, sql: str) -> Rows:
+        """The result of the query sent (the last one, if it was several statements)."""
+        rows: Rows = []
+        while True:
+            res = self._lib.PQgetResult(self._conn)
+            if not res:
+                return rows
+            rows = self._check(res, sql)
+
+    def close(self) -> None:
+        if self._conn:
+            self._lib.PQfinish(self._conn)
+            self._conn = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def query_all(sessions: Sequence[Session], sql: str, timeout: float = 3600.0) -> list[Rows]:
+    """Run sql on every session at once; the results in session order."""
+    for s in sessions:
+        s.send(sql)
+    waiting = {s.fileno(): s for s in sessions}
+    poller = select.poll()  # not select(): more than 1024 descriptors may be open
+    for fd in waiting:
+        poller.register(fd, select.POLLIN)
+    deadline = time.monotonic() + timeout
+    while waiting:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{len(waiting)} sessions still running {sql!r}")
+        for fd, _ in poller.poll(min(left, 5.0) * 1000):
+            if fd in waiting and waiting[fd].ready():
+                del waiting[fd]
+                poller.unregister(fd)
+    return [s.collect(sql) for s in sessions]

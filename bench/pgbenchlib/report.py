@@ -1,0 +1,229 @@
+"""The text report of a bench/run-pgbench document: the table, the goals, the notes."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from sgabench.textable import render
+
+__all__ = ["Row", "goals", "one_copy_kib", "report", "rows"]
+
+Doc = dict[str, Any]
+CONFIGS = ("stock", "huge", "msharefs")
+
+
+def one_copy_kib(segment_bytes: int) -> int:
+    """One copy of a segment's 4 KiB-page tables: a PTE page per 2 MiB, a PMD page per
+    1 GiB, a PUD page (what a region keeps below the top level)."""
+    return 4 * (-(-segment_bytes // (2 << 20)) + -(-segment_bytes // (1 << 30)) + 1)
+
+
+@dataclass
+class Spread:
+    median: float
+    low: float
+    high: float
+    n: int
+
+    def text(self, fmt: str = "{:,.0f}") -> str:
+        m = fmt.format(self.median)
+        return m if self.n < 2 else f"{m} [{fmt.format(self.low)}-{fmt.format(self.high)}]"
+
+
+def spread(values: list[float]) -> Spread | None:
+    if not values:
+        return None
+    return Spread(statistics.median(values), min(values), max(values), len(values))
+
+
+@dataclass
+class Row:
+    """One configuration at one N: the touch pass (first repetition) and the
+    throughput of every repetition."""
+
+    config: str
+    clients: int
+    skipped: str | None
+    resident_kib: int | None = None  # segment tables that outlived the warm-up session
+    pass_kib: int | None = None  # PageTables rise of the touch pass, N sessions
+    vmpte_idle: float | None = None
+    vmpte: float | None = None
+    faults: float | None = None
+    faults_max: int | None = None
+    touch_s: float | None = None
+    tps: Spread | None = None
+    latency: Spread | None = None
+    connect: Spread | None = None
+
+    @property
+    def segment_kib(self) -> int | None:
+        if self.resident_kib is None or self.pass_kib is None:
+            return None
+        return self.resident_kib + self.pass_kib
+
+
+def rows(doc: Doc) -> list[Row]:
+    out = []
+    clients = doc["plan"]["clients"]
+    for n in clients:
+        for config in CONFIGS:
+            runs = [r for r in doc["runs"] if r["clients"] == n and r["config"] == config]
+            if not runs:
+                continue
+            ok = [r for r in runs if not r.get("skipped") and not r.get("error")]
+            if not ok:
+                why = runs[0].get("skipped") or runs[0].get("error") or "no run"
+                out.append(Row(config, n, why.splitlines()[0]))
+                continue
+            row = Row(config, n, None)
+            touch = next((r for r in ok if "pt_touched_kib" in r), None)
+            if touch is not None:
+                row.resident_kib = touch["pt_warm_kib"] - touch["pt_start_kib"]
+                row.pass_kib = touch["pt_touched_kib"] - touch["pt_idle_kib"]
+                idle = [v for v in touch["vmpte_idle_kib"] if v is not None]
+                after = [v for v in touch["vmpte_kib"] if v is not None]
+                row.vmpte_idle = statistics.mean(idle) if idle else None
+                row.vmpte = statistics.mean(after) if after else None
+                row.faults = statistics.mean(touch["faults"])
+                row.faults_max = max(touch["faults"])
+                row.touch_s = touch["touch_s"]
+            row.tps = spread([r["tps"] for r in ok if "tps" in r])
+            row.latency = spread([r["latency_ms"] for r in ok if "latency_ms" in r])
+            row.connect = spread([r["connection_ms"] for r in ok
+                                  if r.get("connection_ms") is not None])
+            out.append(row)
+    return out
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    if value is None or base is None:
+        return "n/a"
+    if base <= 0:
+        return "inf" if value > 0 else "n/a"
+    return f"{value / base:.1f}x"
+
+
+def _kib(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.0f}"
+
+
+def main_table(rs: list[Row]) -> str:
+    header = ["config", "N", "segment PT kB*", "of which shared", "VmPTE idle/after kB",
+              "faults/backend", "touch s", "select-only tps", "latency ms", "connect ms",
+              "PT vs msharefs", "faults vs msharefs"]
+    base = {r.clients: r for r in rs if r.config == "msharefs" and not r.skipped}
+    table = []
+    for r in rs:
+        if r.skipped:
+            table.append([r.config, str(r.clients), *["-"] * 9, f"skipped: {r.skipped}"])
+            continue
+        b = base.get(r.clients)
+        table.append([
+            r.config, str(r.clients), _kib(r.segment_kib), _kib(r.resident_kib),
+            f"{_kib(r.vmpte_idle)}/{_kib(r.vmpte)}",
+            "-" if r.faults is None else f"{r.faults:,.1f}",
+            "-" if r.touch_s is None else f"{r.touch_s:.1f}",
+            r.tps.text() if r.tps else "-",
+            r.latency.text("{:.2f}") if r.latency else "-",
+            r.connect.text("{:.1f}") if r.connect else "-",
+            _ratio(r.segment_kib, b.segment_kib if b else None),
+            _ratio(r.faults, b.faults if b else None),
+        ])
+    return render(header, table)
+
+
+def goals(doc: Doc) -> list[str]:
+    rs = rows(doc)
+    seg = int(doc["setup"]["segment_mb"]) << 20
+    copy = one_copy_kib(seg)
+    out = []
+    by = {(r.config, r.clients): r for r in rs if not r.skipped}
+    for n in doc["plan"]["clients"]:
+        m, s, h = by.get(("msharefs", n)), by.get(("stock", n)), by.get(("huge", n))
+        if m is None or s is None or m.segment_kib is None or s.segment_kib is None:
+            out.append(f"[N={n}] goals need stock and msharefs runs: not evaluated")
+            continue
+        ok = m.segment_kib <= 1.2 * copy
+        out.append(f"[N={n}] msharefs segment page tables {m.segment_kib:,} kB within 1.2 x "
+                   f"one copy ({copy:,} kB): {'met' if ok else 'NOT met'}")
+        ratio = s.segment_kib / m.segment_kib if m.segment_kib > 0 else float("inf")
+        ok = ratio >= n / 2
+        out.append(f"[N={n}] stock/msharefs segment page tables {ratio:,.1f}x "
+                   f"(goal >= {n / 2:g}): {'met' if ok else 'NOT met'}")
+        if m.faults is not None and s.faults is not None:
+            share = m.faults / s.faults if s.faults > 0 else 0.0
+            ok = share <= 0.01
+            out.append(f"[N={n}] msharefs touch faults/backend {m.faults:,.1f} = "
+                       f"{share:.2%} of stock's {s.faults:,.1f} (goal <= 1%): "
+                       f"{'met' if ok else 'NOT met'}")
+        if m.tps and s.tps:
+            slack = s.tps.high - s.tps.low
+            ok = m.tps.median >= s.tps.median - slack
+            out.append(f"[N={n}] select-only tps msharefs {m.tps.median:,.0f} vs stock "
+                       f"{s.tps.median:,.0f} (stock's spread {slack:,.0f}; goal: not below "
+                       f"beyond it): {'met' if ok else 'NOT met'}")
+        if h is not None and h.segment_kib is not None:
+            wins = []
+            if h.segment_kib < m.segment_kib:
+                wins.append(f"page tables {h.segment_kib:,} vs {m.segment_kib:,} kB")
+            if h.faults is not None and m.faults is not None and h.faults < m.faults:
+                wins.append(f"faults/backend {h.faults:,.1f} vs {m.faults:,.1f}")
+            if h.tps and m.tps and h.tps.low > m.tps.high:
+                wins.append(f"tps {h.tps.median:,.0f} vs {m.tps.median:,.0f}")
+            out.append(f"[N={n}] huge pages beside msharefs: " + (
+                "huge pages win on " + "; ".join(wins) if wins else "msharefs as good or "
+                "better on page tables, faults and tps"))
+    return out
+
+
+_NOTES = (
+    "* segment PT: what the shared segment costs in page tables with N sessions that have",
+    "  each read the whole of pgbench_accounts through shared buffers: the tables that",
+    "  outlived the warm-up session (\"of which shared\": the region's own copy under",
+    "  msharefs, 0 otherwise) plus the PageTables rise of the touch pass (N sessions",
+    "  connected and idle, then all reading every block with get_raw_page, still",
+    "  connected). VmPTE: mean per backend, idle and after the pass. faults/backend:",
+    "  mean minflt of one backend over the pass. select-only: pgbench -S, fixed",
+    "  transactions per client, median [lowest-highest] of the repetitions; connect:",
+    "  pgbench -S -C average connection time.",
+    "Huge pages: a 2 MiB page needs one PMD entry where 4 KiB pages need 512 PTEs, so a",
+    "  backend's tables for the segment are 512x smaller and it takes 512x fewer faults;",
+    "  it costs memory reserved up front (nr_hugepages, never swapped, sized to the",
+    "  segment) and an administrator's setting. msharefs keeps 4 KiB pages and one copy",
+    "  of their tables for all backends, with nothing reserved.",
+)
+
+
+def _system(doc: Doc) -> list[str]:
+    s = doc["system"]
+    prov = doc.get("provenance") or {}
+    k = prov.get("kernel") or {}
+    guest = (f"guest: {s['cpu']}, {s['cpus']} CPUs, {s['mem_total_kib'] / 1048576:.1f} GiB "
+             f"RAM, kernel {s['kernel']}, accelerator {s['accelerator']}; kernel build "
+             f"{k.get('key', '?')} ({k.get('flavor', '?')}), git "
+             f"{prov.get('git_revision', '?')}")
+    lines = [guest]
+    st = doc.get("setup") or {}
+    plan = doc["plan"]
+    if st:
+        seg = int(st["segment_mb"]) << 20
+        lines.append(
+            f"{doc.get('postgres', 'PostgreSQL').split(' on ')[0]}: shared_buffers "
+            f"{plan['shared_buffers_mb']} MB, segment {st['segment_mb']} MB (one copy of its "
+            f"tables {one_copy_kib(seg):,} kB); pgbench scale {plan['scale']}, "
+            f"pgbench_accounts {st['accounts_bytes'] >> 20} MiB read by every session; "
+            f"{plan['reps']} repetitions, configurations interleaved")
+    return lines
+
+
+def report(doc: Doc) -> str:
+    rs = rows(doc)
+    parts = [*_system(doc), "", main_table(rs), "", *_NOTES, "", "Goals:",
+             *(f"  {g}" for g in goals(doc))]
+    errors = [r for r in doc["runs"] if r.get("error")]
+    if errors:
+        parts += ["", "Errors:", *(f"  {r['config']} N={r['clients']} rep {r['rep']}: "
+                                   f"{r['error'].splitlines()[0]}" for r in errors)]
+    return "\n".join(parts)

@@ -1,0 +1,284 @@
+"""The guest side of bench/run-pgbench: one cluster, three server configurations,
+interleaved, every client count of the plan.
+
+Once: msharefs mounted and a directory in it for postgres, a tmpfs for the data and
+socket directories, ``initdb --data-checksums``, ``pgbench -i -s SCALE``.  Then for each
+client count N and repetition, every configuration in a rotated order (so a slow spell
+of the shared host falls on all alike), each a fresh server start:
+
+1. warm-up: one session loads the tables into shared buffers (pg_prewarm) and leaves;
+   PageTables before and after it gives the segment tables that outlive it (the
+   region's own copy under msharefs; nothing for stock and huge pages);
+2. (first repetition) the touch pass: N sessions connect and idle (PageTables, and each
+   backend's VmPTE and minflt), then every session reads the whole of pgbench_accounts
+   through shared buffers at once (get_raw_page of every block: all 8 KiB of each
+   buffer), and PageTables, VmPTE and minflt again with all still connected;
+3. select-only pgbench with N clients (fixed transactions per client), then the same
+   with a new connection per transaction (-C) for the connection time.
+
+The document is saved after every run, so a timeout keeps what finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from examples.sga.procfs import system_info
+from libmshare import fs, run_cmd
+
+from .cluster import BIN, Cluster, hugepages, meminfo_kib, minflt, mount_tmpfs, region_maps
+from .libpq import Session, query_all
+from .plans import Plan
+
+__all__ = ["TOUCH_SQL", "WARM_SQL", "run_plan"]
+
+Doc = dict[str, Any]
+
+WARM_SQL = ("select pg_prewarm('pgbench_accounts'), pg_prewarm('pgbench_accounts_pkey'), "
+            "pg_prewarm('pgbench_tellers'), pg_prewarm('pgbench_branches')")
+TOUCH_SQL = ("select sum(length(get_raw_page('pgbench_accounts', b::int))) "
+             "from generate_series(0, pg_relation_size('pgbench_accounts') / 8192 - 1) b")
+ROOT = Path("/run/pgbench")
+
+
+def _save(doc: Doc, path: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1)
+    os.replace(tmp, path)
+
+
+def page_tables() -> int:
+    return meminfo_kib("PageTables")
+
+
+def vmpte(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmPTE:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _provenance() -> dict[str, Any]:
+    scratch = os.environ.get("LIBMSHARE_SCRATCH")
+    try:
+        with open(Path(scratch or "/nonexistent") / "provenance.json") as f:
+            doc: dict[str, Any] = json.load(f)
+            return doc
+    except (OSError, ValueError):
+        return {}
+
+
+def _thp_shmem() -> str:
+    try:
+        return Path("/sys/kernel/mm/transparent_hugepage/shmem_enabled").read_text().strip()
+    except OSError:
+        return "n/a"
+
+
+def rotation(items: list[str], k: int) -> list[str]:
+    k %= len(items)
+    return items[k:] + items[:k]
+
+
+class Bench:
+    def __init__(self, plan: Plan, out: str, log: Callable[[str], None]) -> None:
+        self.plan = plan
+        self.out = out
+        self.log = log
+        mount = fs.ensure_mounted()
+        region_dir = run_cmd.prepare_dir("postgres", mount)
+        if not any(ln.split()[1] == str(ROOT) for ln in Path("/proc/mounts").read_text()
+                   .splitlines()):
+            mount_tmpfs(ROOT, "3g")
+        self.cluster = Cluster(ROOT, mount=mount, region_dir=region_dir)
+        self.doc: Doc = {
+            "schema": 1,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "system": system_info(),
+            "provenance": _provenance(),
+            "python": sys.version.split()[0],
+            "postgres": "",
+            "plan": plan.to_json(),
+            "thp_shmem": _thp_shmem(),
+            "notes": [],
+            "setup": {},
+            "runs": [],
+        }
+
+    def settings(self, config: str) -> dict[str, str]:
+        return self.cluster.settings(config, f"{self.plan.shared_buffers_mb}MB",
+                                     self.plan.max_connections, {"max_wal_size": "256MB"})
+
+    def setup(self) -> None:
+        c = self.cluster
+        t = time.monotonic()
+        c.initdb()
+        t_initdb = time.monotonic() - t
+        c.start("stock", self.settings("stock"), label="setup")
+        try:
+            t = time.monotonic()
+            c.pgbench_init(self.plan.scale)
+            t_init = time.monotonic() - t
+            with c.connect() as s:
+                s.query("create extension pg_prewarm; create extension pageinspect; "
+                        "checkpoint")
+                self.doc["postgres"] = s.value("select version()")
+                sizes = s.query("select pg_relation_size('pgbench_accounts'), "
+                                "pg_total_relation_size('pgbench_accounts'), "
+                                "pg_database_size('postgres')")[0]
+        finally:
+            c.stop()
+        seg = c.shared_memory_size_mb(self.settings("stock"))
+        self.doc["setup"] = {
+            "initdb_s": t_initdb, "pgbench_init_s": t_init,
+            "accounts_bytes": int(sizes[0] or 0), "accounts_total_bytes": int(sizes[1] or 0),
+            "database_bytes": int(sizes[2] or 0), "segment_mb": seg,
+            "settings": self.settings("stock"),
+        }
+        self.log(f"setup: initdb {t_initdb:.0f} s, pgbench -i -s {self.plan.scale} "
+                 f"{t_init:.0f} s, accounts {int(sizes[0] or 0) >> 20} MiB, segment {seg} MB")
+        _save(self.doc, self.out)
+
+    def huge_pages_needed(self) -> int:
+        args = [str(BIN / "postgres"), "-D", str(self.cluster.data), "-C",
+                "shared_memory_size_in_huge_pages"]
+        for k, v in self.settings("huge").items():
+            args += ["-c", f"{k}={v}"]
+        return int(self.cluster.run(args).stdout.strip())
+
+    def run_one(self, config: str, n: int, rep: int, touch: bool) -> Doc:
+        r: Doc = {"config": config, "clients": n, "rep": rep, "skipped": None}
+        if config == "huge":
+            need = self.huge_pages_needed()
+            with hugepages(need + 2) as total:
+                free = meminfo_kib("HugePages_Free")
+                r["huge_pages"] = {"needed": need, "reserved": total, "free": free}
+                if free < need:
+                    r["skipped"] = f"only {free} of {need} 2 MiB huge pages could be reserved"
+                    return r
+                return self._measure(r, config, n, touch)
+        return self._measure(r, config, n, touch)
+
+    def _measure(self, r: Doc, config: str, n: int, touch: bool) -> Doc:
+        c = self.cluster
+        t = time.monotonic()
+        c.start(config, self.settings(config), label=config)
+        r["start_s"] = time.monotonic() - t
+        try:
+            if config == "msharefs":
+                r["region"] = region_maps(c.pid, c.region_dir)
+                if len(r["region"]) != 1:
+                    raise RuntimeError(f"msharefs run without exactly one region: "
+                                       f"{r['region']}")
+            r["pt_start_kib"] = page_tables()
+            with c.connect() as s:
+                t = time.monotonic()
+                s.query(WARM_SQL)
+                r["warm_s"] = time.monotonic() - t
+            time.sleep(0.3)  # the warm-up backend's exit (its tables go with it)
+            r["pt_warm_kib"] = page_tables()
+            if touch:
+                self._touch_pass(r, n)
+            p = c.pgbench(["-S", "-n", "-c", str(n), "-j", str(min(n, 2)),
+                           "-t", str(self.plan.transactions)])
+            r.update(tps=p.tps, latency_ms=p.latency_ms, pgbench_failed=p.failed,
+                     transactions=p.transactions)
+            p = c.pgbench(["-S", "-n", "-C", "-c", str(n), "-j", str(min(n, 2)),
+                           "-t", str(self.plan.connect_transactions)])
+            r.update(tps_connect=p.tps, connection_ms=p.connection_ms,
+                     pgbench_connect_failed=p.failed)
+        finally:
+            c.stop()
+        return r
+
+    def _touch_pass(self, r: Doc, n: int) -> None:
+        c = self.cluster
+        t = time.monotonic()
+        sessions: list[Session] = []
+        try:
+            for _ in range(n):
+                sessions.append(c.connect())
+            query_all(sessions, "select 1")
+            r["connect_all_s"] = time.monotonic() - t
+            pids = [s.pid for s in sessions]
+            time.sleep(0.3)
+            r["pt_idle_kib"] = page_tables()
+            r["vmpte_idle_kib"] = [vmpte(p) for p in pids]
+            flt0 = [minflt(p) for p in pids]
+            t = time.monotonic()
+            results = query_all(sessions, TOUCH_SQL)
+            r["touch_s"] = time.monotonic() - t
+            r["pt_touched_kib"] = page_tables()
+            r["vmpte_kib"] = [vmpte(p) for p in pids]
+            flt1 = [minflt(p) for p in pids]
+            r["faults"] = [(b or 0) - (a or 0) for a, b in zip(flt0, flt1, strict=True)]
+            sums = {rows[0][0] for rows in results}
+            r["touch_bytes"] = int(sums.pop() or 0) if len(sums) == 1 else None
+            if r["touch_bytes"] is None:
+                raise RuntimeError(f"sessions read different data: {sorted(map(str, sums))}")
+        finally:
+            for s in sessions:
+                s.close()
+
+    def run(self) -> Doc:
+        self.setup()
+        t_all = time.monotonic()
+        for n in self.plan.clients:
+            for rep in range(self.plan.reps):
+                for config in rotation(self.plan.configs, rep + self.plan.clients.index(n)):
+                    t = time.monotonic()
+                    try:
+                        r = self.run_one(config, n, rep, touch=rep == 0)
+                    except Exception as e:  # noqa: BLE001 - record it, go on with the rest
+                        r = {"config": config, "clients": n, "rep": rep,
+                             "skipped": None, "error": f"{type(e).__name__}: {e}"[:4000]}
+                        if self.cluster.proc is not None:
+                            self.cluster.kill()
+                    r["wall_s"] = time.monotonic() - t
+                    self.doc["runs"].append(r)
+                    self.doc["elapsed_s"] = time.monotonic() - t_all
+                    _save(self.doc, self.out)
+                    self.log(summary(r))
+        self.doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.doc["server_log_tail"] = self.cluster.log_text(since_start=False)[-4000:]
+        _save(self.doc, self.out)
+        return self.doc
+
+
+def summary(r: Doc) -> str:
+    head = f"{r['config']:8} N={r['clients']:<4} rep {r['rep']}: "
+    if r.get("error"):
+        return head + "ERROR " + str(r["error"]).splitlines()[0]
+    if r.get("skipped"):
+        return head + "skipped: " + str(r["skipped"])
+    parts = []
+    if "pt_touched_kib" in r:
+        seg = (r["pt_warm_kib"] - r["pt_start_kib"]) + (r["pt_touched_kib"] - r["pt_idle_kib"])
+        faults = r["faults"]
+        parts.append(f"segment PT {seg} kB, faults/backend {sum(faults) / len(faults):.0f}, "
+                     f"touch {r['touch_s']:.1f} s")
+    parts.append(f"{r['tps']:.0f} tps, {r['latency_ms']:.2f} ms, connect "
+                 f"{r['connection_ms'] or 0:.1f} ms ({r['wall_s']:.0f} s)")
+    return head + "; ".join(parts)
+
+
+def run_plan(plan: Plan, out: str, log: Callable[[str], None]) -> Doc:
+    bench = Bench(plan, out, log)
+    try:
+        return bench.run()
+    finally:
+        if bench.cluster.proc is not None:
+            bench.cluster.kill()
+        subprocess.run(["umount", "-l", str(ROOT)], check=False)
