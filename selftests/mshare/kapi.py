@@ -182,7 +182,9 @@ def munlockall() -> None:
 MPOL_BIND = 2
 MPOL_MF_MOVE = 1 << 1
 _SYS_MBIND = 237
+_SYS_MOVE_PAGES = 279
 _SYS_PROCESS_MRELEASE = 448
+_SYS_SET_MEMPOLICY_HOME_NODE = 450
 
 
 def mbind(addr: int, length: int, mode: int, nodes: int, flags: int = 0) -> None:
@@ -190,6 +192,22 @@ def mbind(addr: int, length: int, mode: int, nodes: int, flags: int = 0) -> None
     mask = ctypes.c_ulong(nodes)
     if _syscall(_SYS_MBIND, addr, length, mode, ctypes.addressof(mask), 64, flags) != 0:
         _raise("mbind")
+
+
+def move_pages_status(addr: int, node: int) -> int:
+    """move_pages(2) of the page at addr to node in this process: the page's status."""
+    page = ctypes.c_void_p(addr)
+    nodes = ctypes.c_int(node)
+    status = ctypes.c_int(1)
+    if _syscall(_SYS_MOVE_PAGES, 0, 1, ctypes.addressof(page), ctypes.addressof(nodes),
+                ctypes.addressof(status), 0) != 0:
+        _raise("move_pages")
+    return status.value
+
+
+def set_mempolicy_home_node(addr: int, length: int, node: int) -> None:
+    if _syscall(_SYS_SET_MEMPOLICY_HOME_NODE, addr, length, node, 0, 0, 0) != 0:
+        _raise("set_mempolicy_home_node")
 
 
 def process_mrelease(pidfd: int) -> None:

@@ -401,6 +401,32 @@ def test_mbind_of_window_einval(region: harness.Region, flags: int) -> None:
                             flags) == errno.EINVAL
 
 
+@pytest.mark.needs_config("CONFIG_NUMA")
+def test_set_mempolicy_home_node_of_window_einval(region: harness.Region) -> None:
+    assert harness.errno_of(kapi.set_mempolicy_home_node, region.start, region.size,
+                            0) == errno.EINVAL
+
+
+@pytest.mark.needs_config("CONFIG_NUMA")
+def test_move_pages_of_region_page_status_efault(region: harness.Region) -> None:
+    """One sharer must not move every sharer's page (the host maps it once)."""
+    region.poke(0, b"x")
+    assert kapi.move_pages_status(region.start, 0) == -errno.EFAULT
+
+
+@pytest.mark.serial
+def test_unprivileged_map_locked_attach_needs_no_memlock_rlimit(
+        region: harness.Region) -> None:
+    os.chmod(region.path, 0o644)
+
+    def body() -> None:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (0, 0))
+        harness.drop_privileges()
+        _attach_readonly(region, kapi.MAP_LOCKED)
+
+    _assert_attached_without_growth(*_bounded(body))
+
+
 def test_readonly_opener_cannot_establish_eacces(regions: harness.Regions, align: int) -> None:
     path, _ = regions.open_new()
     fd = os.open(path, os.O_RDONLY)

@@ -1,0 +1,20 @@
+"""regionfuzz: a system-call fuzzer aimed at msharefs region windows.
+
+Processes create and attach regions (read-write and read-only), fork, exit and get
+SIGKILLed while they throw random calls at the windows and their edges.  Every call has
+the one outcome the contract (docs/mshare-api.md) and our series give, so an unexpected
+errno is a finding, not noise.  After each batch the region data is checked against what
+the fuzzer wrote, and the kernel log is scanned for splats.  Everything follows from the
+seed: the same seed throws the same calls in the same order (timing can still differ).
+
+Run `python3 -m selftests.fuzz --help` (in the guest, as root).
+"""
+
+import sys
+from pathlib import Path
+
+# kapi (raw syscalls) and harness are the guest suite's; vmrun is ci's dmesg scanner.
+for _dir in (Path(__file__).resolve().parents[1] / "mshare",
+             Path(__file__).resolve().parents[2] / "ci"):
+    if str(_dir) not in sys.path:
+        sys.path.insert(0, str(_dir))

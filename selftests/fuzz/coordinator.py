@@ -1,0 +1,274 @@
+"""The fuzzer's coordinator: owns the regions, runs batches of workers, checks the result.
+
+Per batch: write the data pattern, fork the workers (some get SIGKILLed and released
+with process_mrelease() mid-batch), collect their reports, then check every data page
+and every surviving worker's slots through the coordinator's own mapping, and scan the
+kernel log written during the batch.  Compaction runs beside it all, so region pages
+migrate under the sharers; every few batches the regions are unlinked and made anew.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import select
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import kapi
+
+from . import layout, worker
+from .layout import PAGE
+from .state import NOREPLACE, RW, View
+
+MOUNT = "/sys/fs/mshare"
+REPO = layout.HERE.parents[1]
+SHMEM_SLACK_KB = 64 << 10  # past this, something populated a window
+
+
+@dataclass
+class Result:
+    seed: int
+    batches: int = 0
+    ops: int = 0
+    workers: int = 0
+    killed: int = 0
+    recreated: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    findings: list[str] = field(default_factory=list)
+    splats: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings and not self.splats
+
+
+def _scanner() -> object:
+    from vmrun import dmesg  # the same scanner every guest run uses
+    return dmesg
+
+
+class KernelLog:
+    """/dev/kmsg records written since the last take()."""
+
+    def __init__(self) -> None:
+        self.fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+        os.lseek(self.fd, 0, os.SEEK_END)
+
+    def take(self) -> list[str]:
+        out: list[str] = []
+        while True:
+            try:
+                rec = os.read(self.fd, 8192)
+            except BlockingIOError:
+                return out
+            except BrokenPipeError:
+                continue
+            if not rec:
+                return out
+            out.append(rec.decode(errors="replace").rstrip("\n"))
+
+
+def _compact_forever(stop: threading.Event) -> None:
+    while not stop.wait(0.5):
+        try:
+            Path("/proc/sys/vm/compact_memory").write_text("1\n")
+        except OSError:
+            return
+
+
+def _numa() -> bool:
+    import gzip
+    try:
+        with gzip.open("/proc/config.gz", "rt") as f:
+            return "\nCONFIG_NUMA=y" in "\n" + f.read()
+    except OSError:
+        return False
+
+
+class Coordinator:
+    def __init__(self, seed: int, workers: int, ops_per_worker: int, tag: str) -> None:
+        self.rng = random.Random(seed)
+        self.n_workers = min(workers, layout.MAX_WORKERS)
+        self.n_ops = ops_per_worker
+        self.tag = tag
+        self.result = Result(seed)
+        self.align = int(Path(MOUNT, "mshare_info").read_text())
+        self.views: list[View] = []
+        self.generation = 0
+        self.dirty_slots: set[int] = set()  # workers killed mid-batch: slots unknown
+        self.numa = _numa()
+        self.dmesg = _scanner()
+
+    # ------------------------------------------------------------ regions
+
+    def _start(self, index: int) -> int:
+        return (4 + 2 * index) * self.align  # 2 TiB up: clear of everything else
+
+    def create_regions(self) -> None:
+        self.drop_regions()
+        self.generation += 1
+        for i in range(layout.REGIONS):
+            path = f"{MOUNT}/fuzz-{self.tag}-{os.getpid()}-{self.generation}-{i}"
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            kapi.mmap(self._start(i), self.align, RW, NOREPLACE, fd)
+            self.views.append(View(i, path, self._start(i), self.align, RW, fd))
+        self.dirty_slots.clear()
+
+    def drop_regions(self) -> None:
+        for v in self.views:
+            kapi.munmap(v.start, v.size)
+            os.close(v.fd)
+            os.unlink(v.path)
+        self.views.clear()
+
+    def write_batch_data(self, batch: int) -> None:
+        for v in self.views:
+            for off in layout.data_pages(v.size):
+                b = bytes([layout.data_byte(batch, v.index, off)])
+                kapi.poke(v.start + off, b)
+                kapi.poke(v.start + off + PAGE - 1, b)
+            for wid in range(self.n_workers):
+                for off in layout.slot_offsets(wid):
+                    kapi.poke(v.start + off, b"\0")
+
+    # ------------------------------------------------------------ one batch
+
+    def run_batch(self, batch: int) -> None:
+        res = self.result
+        if batch % 5 == 0 or not self.views:
+            self.create_regions()
+            res.recreated += 1
+        self.write_batch_data(batch)
+        shmem0 = kapi.meminfo()["Shmem"]
+        procs: dict[int, tuple[int, int]] = {}  # pid -> (wid, report fd)
+        for wid in range(self.n_workers):
+            r, w = os.pipe()
+            seed = self.rng.getrandbits(64)
+            pid = os.fork()
+            if pid == 0:
+                os.close(r)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                worker.run(worker.new_worker(wid, batch, os.getppid(), self.views), seed,
+                           self.n_ops, self.numa, w)
+            os.close(w)
+            procs[pid] = (wid, r)
+        victims = {pid for pid in procs if self.rng.random() < 0.25}
+        kill_after = self.rng.uniform(0.05, 1.0)
+        started = time.monotonic()
+        reports: dict[int, bytes] = {pid: b"" for pid in procs}
+        open_fds = {fd: pid for pid, (_, fd) in procs.items()}
+        while open_fds:
+            ready, _, _ = select.select(list(open_fds), [], [], 0.05)
+            for fd in ready:
+                chunk = os.read(fd, 1 << 16)
+                if chunk:
+                    reports[open_fds[fd]] += chunk
+                else:
+                    os.close(fd)
+                    del open_fds[fd]
+            if victims and time.monotonic() - started > kill_after:
+                for pid in victims:
+                    self._kill_and_release(pid)
+                res.killed += len(victims)
+                victims = set()
+            grew = kapi.meminfo()["Shmem"] - shmem0
+            if grew > SHMEM_SLACK_KB:
+                res.findings.append(f"batch {batch}: Shmem grew by {grew} kB: a window "
+                                    "was populated")
+                for pid in procs:
+                    self._kill_and_release(pid)
+        for pid, (wid, _) in procs.items():
+            _, status = os.waitpid(pid, 0)
+            self._collect(batch, wid, status, reports[pid])
+        res.workers += len(procs)
+        self.check_regions(batch)
+        res.batches += 1
+
+    def _kill_and_release(self, pid: int) -> None:
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            try:
+                kapi.process_mrelease(pidfd)
+            except OSError:
+                pass  # already gone, or exiting on its own: both reap the same way
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(pidfd)
+
+    def _collect(self, batch: int, wid: int, status: int, data: bytes) -> None:
+        res = self.result
+        if os.WIFSIGNALED(status):
+            self.dirty_slots.add(wid)
+            if os.WTERMSIG(status) != signal.SIGKILL:
+                res.findings.append(f"batch {batch}: worker {wid} died of "
+                                    f"{signal.Signals(os.WTERMSIG(status)).name}")
+            return
+        try:
+            report = json.loads(data)
+        except ValueError:
+            res.findings.append(f"batch {batch}: worker {wid} sent no report "
+                                f"(status {status})")
+            self.dirty_slots.add(wid)
+            return
+        res.findings.extend(f"batch {batch}: {f}" for f in report["findings"])
+        for name, n in report["counts"].items():
+            res.counts[name] = res.counts.get(name, 0) + n
+            res.ops += n
+        for r, off, val in report["shadow"]:
+            got = kapi.peek(self.views[r].start + off, 1)
+            if got != bytes([val]):
+                res.findings.append(f"batch {batch}: worker {wid}'s slot page "
+                                    f"{off // PAGE} of region {r} holds {got!r}, "
+                                    f"it wrote {val}")
+
+    def check_regions(self, batch: int) -> None:
+        for v in self.views:
+            for off in layout.data_pages(v.size):
+                want = bytes([layout.data_byte(batch, v.index, off)]) * 2
+                got = kapi.peek(v.start + off, 1) + kapi.peek(v.start + off + PAGE - 1, 1)
+                if got != want:
+                    self.result.findings.append(
+                        f"batch {batch}: data page {off // PAGE} of region {v.index} "
+                        f"holds {got!r}, expected {want!r}")
+
+    def scan_log(self, log: KernelLog) -> None:
+        for line in log.take():
+            if self.dmesg.classify(line):  # type: ignore[attr-defined]
+                self.result.splats.append(line)
+
+
+def fuzz(seed: int, seconds: float, workers: int, ops_per_worker: int,
+         tag: str = "f") -> Result:
+    """Run batches until `seconds` have passed (at least one batch)."""
+    coord = Coordinator(seed, workers, ops_per_worker, tag)
+    log = KernelLog()
+    stop = threading.Event()
+    compactor = threading.Thread(target=_compact_forever, args=(stop,), daemon=True)
+    compactor.start()
+    start = time.monotonic()
+    batch = 0
+    try:
+        while True:
+            coord.run_batch(batch)
+            coord.scan_log(log)
+            batch += 1
+            if time.monotonic() - start >= seconds or coord.result.findings:
+                break
+    finally:
+        stop.set()
+        compactor.join()
+        coord.drop_regions()
+        coord.scan_log(log)
+        coord.result.seconds = round(time.monotonic() - start, 1)
+    return coord.result
