@@ -47,7 +47,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 from .errors import AtomicUnavailableError, MisalignedError
 
@@ -202,6 +202,7 @@ class AtomicWord:
             raise
         self.bits = bits
         self._p: Any = p
+        self._w: Any = None if self.readonly else p  # None: writes refused
         self._mask = _MASK[size]
         ops = _OPS[size]
         self._load: Callable[[Any, int], int] = ops[0]
@@ -210,36 +211,45 @@ class AtomicWord:
         self._cas: Callable[[Any, int, int, int], int] = ops[3]
         self._add: Callable[[Any, int, int], int] = ops[4]
 
-    def _ptr(self, write: bool) -> Any:
-        if self._p is None:
-            raise ValueError("operation on a released AtomicWord")
-        if write and self.readonly:
-            raise TypeError("atomic write to a read-only buffer")
-        return self._p
-
+    # The checks are inlined: a Python call more would cost as much as the operation.
     def load(self) -> int:
         """Atomically read the word."""
-        return self._load(self._ptr(False), self.offset)
+        if self._p is None:
+            raise ValueError("operation on a released AtomicWord")
+        return self._load(self._p, self.offset)
 
     def store(self, value: int) -> None:
         """Atomically write ``value``."""
-        self._store(self._ptr(True), self.offset, value)
+        if self._w is None:
+            self._refuse()
+        self._store(self._w, self.offset, value)
 
     def exchange(self, value: int) -> int:
         """Atomically write ``value``; returns the old value."""
-        return self._exchange(self._ptr(True), self.offset, value)
+        if self._w is None:
+            self._refuse()
+        return self._exchange(self._w, self.offset, value)
 
     def compare_exchange(self, expected: int, desired: int) -> int:
         """Make the word ``desired`` if it holds ``expected``; returns the value found."""
-        return self._cas(self._ptr(True), self.offset, expected, desired)
+        if self._w is None:
+            self._refuse()
+        return self._cas(self._w, self.offset, expected, desired)
 
     def fetch_add(self, delta: int) -> int:
         """Atomically add ``delta`` (may be negative, wraps); returns the old value."""
-        return self._add(self._ptr(True), self.offset, delta & self._mask)
+        if self._w is None:
+            self._refuse()
+        return self._add(self._w, self.offset, delta & self._mask)
+
+    def _refuse(self) -> NoReturn:
+        if self._p is None:
+            raise ValueError("operation on a released AtomicWord")
+        raise TypeError("atomic write to a read-only buffer")
 
     def release(self) -> None:
         """Give back the export of the buffer; the word is unusable afterwards."""
-        p, self._p = self._p, None
+        p, self._p, self._w = self._p, None, None
         if p is not None:
             ffi.release(p)
 
@@ -281,7 +291,8 @@ class AtomicBuffer:
             raise ValueError("operation on a released AtomicBuffer")
         if write and self.readonly:
             raise TypeError("atomic write to a read-only buffer")
-        offset = operator.index(offset)
+        if type(offset) is not int:  # the common case skips the call
+            offset = operator.index(offset)
         if not 0 <= offset <= self.nbytes - size:
             raise IndexError(f"offset {offset} of a {size}-byte word is outside the "
                              f"{self.nbytes}-byte buffer")
