@@ -1,14 +1,22 @@
 """Create + attach + detach latency: libmshare against the same system calls from C.
 
-Guest only (LIBMSHARE_GUEST=1).  The numbers are printed, not asserted: the issue's goal
-(SDK within 2x of C) is read off the output, since a timing bound would make the test
-depend on the machine.  What is asserted is that both loops really ran.
+Guest only (LIBMSHARE_GUEST=1). What is asserted is a ratio, not a time, so the bound does
+not depend on how fast the machine is: ROUNDS rounds, each timing C, then the SDK with the
+start given, then with the start picked, back to back; each round's SDK/C ratio cancels
+the host's load of that moment, and the median over the rounds is held to a bound. The
+issue's goal is the SDK within 2x of C; the first measurement (debug kernel, TCG, a host
+at load 11) gave 1.42, 1.96 and 2.09 per round, so the goal sits inside the noise there and
+SDK_BOUND is 2.5x: a real regression (an extra pass of system calls, a slower path) still
+misses it. The numbers go to stdout and to $LIBMSHARE_SCRATCH/sdk-latency.json, which
+ci/run-suite --save keeps, so the 2x goal is judged on recorded runs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,7 +30,13 @@ import libmshare
 from libmshare import addrspace
 
 GUEST = os.environ.get("LIBMSHARE_GUEST") == "1"
-ITERATIONS = 200
+ITERATIONS = 60
+ROUNDS = 3
+# See the module docstring. Picking the start (reading /proc/self/maps for a free window)
+# is work C does not do: measured 2.8-5.1x C per round, bound 8x.
+GOAL = 2.0
+SDK_BOUND = 2.5
+PICKED_BOUND = 8.0
 
 # Timings mean something only without parallel tests: selftests/run's alone-phase.
 pytestmark = pytest.mark.serial
@@ -95,16 +109,19 @@ def mount() -> str:
     return libmshare.ensure_mounted()
 
 
-def _c_cycle_ns(path: str, start: int, size: int) -> float:
+def _compile_c(d: Path) -> Path:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("no C compiler in the guest for the C side of the comparison")
-    with tempfile.TemporaryDirectory() as d:
-        src, exe = Path(d) / "cycle.c", Path(d) / "cycle"
-        src.write_text(C_SOURCE)
-        subprocess.run([cc, "-O2", "-o", str(exe), str(src)], check=True, timeout=harness.scaled(120))
-        out = subprocess.run([str(exe), path, hex(start), str(size), str(ITERATIONS)],
-                             capture_output=True, text=True, timeout=harness.scaled(600), check=False)
+    src, exe = d / "cycle.c", d / "cycle"
+    src.write_text(C_SOURCE)
+    subprocess.run([cc, "-O2", "-o", str(exe), str(src)], check=True, timeout=harness.scaled(120))
+    return exe
+
+
+def _c_cycle_ns(exe: Path, path: str, start: int, size: int) -> float:
+    out = subprocess.run([str(exe), path, hex(start), str(size), str(ITERATIONS)],
+                         capture_output=True, text=True, timeout=harness.scaled(600), check=False)
     assert out.returncode == 0, out.stderr
     return float(out.stdout)
 
@@ -127,15 +144,47 @@ def test_create_attach_detach_latency(mount: str, capsys: pytest.CaptureFixture[
     size = libmshare.alignment()
     start = addrspace.find_free_window(size, size)
     assert start is not None
-    c_ns = _c_cycle_ns(os.path.join(mount, name), start, size)
-    fixed_ns = _sdk_cycle_ns(name, size, start)
-    picked_ns = _sdk_cycle_ns(name, size, None)
+    c_all: list[float] = []
+    fixed_all: list[float] = []
+    picked_all: list[float] = []
+    with tempfile.TemporaryDirectory() as d:
+        exe = _compile_c(Path(d))
+        for _ in range(ROUNDS):
+            c_all.append(_c_cycle_ns(exe, os.path.join(mount, name), start, size))
+            fixed_all.append(_sdk_cycle_ns(name, size, start))
+            picked_all.append(_sdk_cycle_ns(name, size, None))
+    assert min(c_all) > 0 and min(fixed_all) > 0 and min(picked_all) > 0
+    given = statistics.median(f / c for f, c in zip(fixed_all, c_all, strict=True))
+    picked = statistics.median(p / c for p, c in zip(picked_all, c_all, strict=True))
+    record = {
+        "cycle": f"create+attach+detach of {size} bytes", "iterations": ITERATIONS,
+        "rounds": ROUNDS, "python": sys.version.split()[0],
+        "kernel": os.uname().release, "kernel_image": os.environ.get("LIBMSHARE_KERNEL_IMAGE"),
+        "c_ns": c_all, "sdk_given_start_ns": fixed_all, "sdk_picked_start_ns": picked_all,
+        "median_ratio_given": given, "median_ratio_picked": picked,
+        "goal": GOAL, "bounds": {"given": SDK_BOUND, "picked": PICKED_BOUND},
+    }
+    scratch = os.environ.get("LIBMSHARE_SCRATCH")
+    if scratch:
+        Path(scratch, "sdk-latency.json").write_text(json.dumps(record, indent=1) + "\n")
     with capsys.disabled():
         print(
             f"\nlibmshare latency, create+attach+detach of {libmshare.format_size(size)}, "
-            f"{ITERATIONS} cycles ({sys.implementation.name} {sys.version.split()[0]}):\n"
-            f"  C                 {c_ns / 1000:9.1f} us/cycle\n"
-            f"  SDK, given start  {fixed_ns / 1000:9.1f} us/cycle  ({fixed_ns / c_ns:.2f}x C)\n"
-            f"  SDK, picked start {picked_ns / 1000:9.1f} us/cycle  ({picked_ns / c_ns:.2f}x C)"
+            f"{ROUNDS} rounds of {ITERATIONS} cycles ({sys.implementation.name} "
+            f"{sys.version.split()[0]}), us/cycle per round:\n"
+            f"  C                 {_us(c_all)}\n"
+            f"  SDK, given start  {_us(fixed_all)}  median {given:.2f}x C "
+            f"(goal {GOAL}x, bound {SDK_BOUND}x)\n"
+            f"  SDK, picked start {_us(picked_all)}  median {picked:.2f}x C "
+            f"(bound {PICKED_BOUND}x)"
         )
-    assert c_ns > 0 and fixed_ns > 0 and picked_ns > 0
+    assert given <= SDK_BOUND, (
+        f"an SDK cycle costs {given:.2f}x the C cycle (median over {ROUNDS} rounds; bound "
+        f"{SDK_BOUND}x, goal {GOAL}x): {record}")
+    assert picked <= PICKED_BOUND, (
+        f"an SDK cycle with a picked start costs {picked:.2f}x the C cycle (median over "
+        f"{ROUNDS} rounds; bound {PICKED_BOUND}x): {record}")
+
+
+def _us(values: list[float]) -> str:
+    return "  ".join(f"{v / 1000:9.1f}" for v in values)
