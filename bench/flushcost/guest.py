@@ -1,0 +1,311 @@
+"""The guest side: every (backend, N, phase) run of the plan, repeated and interleaved.
+
+One run:
+
+1. fork N sharers (for ``anon`` after mapping the memory they inherit);
+2. drop the page cache and compact, so that the memory is packed and quiet;
+3. sharer 0 creates the memory and populates it interleaved with a filler it frees;
+4. sharers 1..N-1 map it and read every page (every sharer has every page mapped);
+5. sharer 0 records the PFNs of the shared pages;
+6. phase ``reader``: sharer N-1 starts reading its pages on CPU 1, and the driver
+   waits ``baseline_s`` for its undisturbed throughput;
+7. the driver, pinned to CPU 0, writes 1 to /proc/sys/vm/compact_memory (synchronous:
+   compacts every zone) and times the write; /proc/vmstat and /proc/interrupts are
+   read on either side;
+8. phase ``reader``: ``after_s`` more of reading, then the reader stops;
+9. sharer 0 compares the PFNs: how many shared pages moved;
+10. everyone exits; the memory is unlinked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from . import mem
+from .sharer import Sharer, spawn
+
+__all__ = ["PLANS", "Plan", "run_plan"]
+
+Doc = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Plan:
+    size_mib: int
+    sharers: tuple[int, ...]
+    reps: int
+    backends: tuple[str, ...] = mem.BACKENDS
+    phases: tuple[str, ...] = ("idle", "reader")
+    baseline_s: float = 2.0
+    after_s: float = 1.0
+
+
+PLANS: dict[str, Plan] = {
+    "quick": Plan(size_mib=32, sharers=(1, 8), reps=3, baseline_s=1.5, after_s=0.5),
+    "n32": Plan(size_mib=32, sharers=(32,), reps=3, baseline_s=1.5, after_s=0.5),
+    "default": Plan(size_mib=128, sharers=(1, 8, 32), reps=3),
+    "large": Plan(size_mib=256, sharers=(1, 8, 32), reps=3),
+    "smoke": Plan(size_mib=16, sharers=(1, 2), reps=1, baseline_s=1.0, after_s=0.5),
+}
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def vmstat() -> dict[str, int]:
+    out: dict[str, int] = {}
+    for line in _read("/proc/vmstat").splitlines():
+        k, v = line.split()
+        out[k] = int(v)
+    return out
+
+
+VMSTAT_KEYS = ("pgmigrate_success", "pgmigrate_fail", "compact_migrate_scanned",
+               "compact_free_scanned", "compact_isolated", "nr_tlb_remote_flush",
+               "nr_tlb_remote_flush_received", "nr_tlb_local_flush_all",
+               "nr_tlb_local_flush_one")
+
+
+def interrupts() -> dict[str, list[int]]:
+    """Per-CPU counts of the IPI rows: CAL (function calls) and TLB (shootdowns)."""
+    lines = _read("/proc/interrupts").splitlines()
+    ncpu = len(lines[0].split())
+    out: dict[str, list[int]] = {}
+    for line in lines[1:]:
+        parts = line.split()
+        if parts and parts[0] in ("CAL:", "TLB:", "RES:"):
+            out[parts[0].rstrip(":")] = [int(x) for x in parts[1:1 + ncpu]]
+    return out
+
+
+def zone_free() -> dict[str, int]:
+    """nr_free_pages of each zone (pages in per-CPU lists do not count as free)."""
+    out: dict[str, int] = {}
+    zone = "?"
+    for line in _read("/proc/zoneinfo").splitlines():
+        if line.startswith("Node"):
+            zone = line.split()[-1]
+        elif line.strip().startswith("nr_free_pages"):
+            out[zone] = int(line.split()[-1])
+    return out
+
+
+def block_types() -> dict[str, list[int]]:
+    """Pageblocks per migratetype and zone (/proc/pagetypeinfo's last table)."""
+    out: dict[str, list[int]] = {}
+    try:
+        text = _read("/proc/pagetypeinfo")
+    except OSError:
+        return out
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("Number of blocks type"):
+            for row in lines[i + 1:]:
+                parts = row.replace(",", " ").split()
+                if len(parts) > 4 and parts[0] == "Node":
+                    out[parts[3]] = [int(x) for x in parts[4:]]
+            break
+    return out
+
+
+def compact() -> float:
+    t0 = time.perf_counter()
+    _write("/proc/sys/vm/compact_memory", "1\n")
+    return time.perf_counter() - t0
+
+
+def prepare_guest() -> list[str]:
+    """Quiet the guest: no THP, no proactive compaction; a writable /dev/shm."""
+    notes: list[str] = []
+    # percpu_pagelist_high_fraction: keep the per-CPU free lists short, so that the
+    # filler's pages go back to the buddy allocator at once (as holes compaction can
+    # fill) instead of waiting in CPU 0's list, invisible to the free scanner.
+    settings = {"/proc/sys/vm/percpu_pagelist_high_fraction": "1000000",
+                "/sys/kernel/mm/transparent_hugepage/enabled": "never",
+                "/proc/sys/vm/compaction_proactiveness": "0",
+                "/proc/sys/vm/compact_unevictable_allowed": "1"}
+    for path, value in settings.items():
+        if os.path.exists(path):
+            try:
+                _write(path, value + "\n")
+                notes.append(f"{path} = {value}")
+            except OSError as e:
+                notes.append(f"{path}: could not set {value}: {e}")
+        else:
+            notes.append(f"{path}: absent")
+    if not (os.path.isdir(mem.SHM_DIR) and os.access(mem.SHM_DIR, os.W_OK)):
+        os.makedirs(mem.SHM_DIR, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=1777", "tmpfs", mem.SHM_DIR],
+                       check=True)
+        notes.append(f"mounted a tmpfs on {mem.SHM_DIR}")
+    return notes
+
+
+def guest_info() -> Doc:
+    mem_kib = 0
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+    model = ""
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    zones = [line.strip() for line in _read("/proc/zoneinfo").splitlines()
+             if line.startswith("Node") or line.strip().startswith("managed")]
+    config = os.environ.get("LIBMSHARE_KERNEL_CONFIG", "")
+    opts: dict[str, str] = {}
+    if config and os.path.exists(config):
+        want = ("CONFIG_MSHARE", "CONFIG_DEBUG_VM", "CONFIG_LOCKDEP", "CONFIG_PROVE_LOCKING",
+                "CONFIG_DEBUG_KMEMLEAK", "CONFIG_KASAN", "CONFIG_COMPACTION", "CONFIG_MIGRATION",
+                "CONFIG_TRANSPARENT_HUGEPAGE", "CONFIG_DEBUG_TLBFLUSH", "CONFIG_PREEMPT",
+                "CONFIG_PREEMPT_VOLUNTARY", "CONFIG_PREEMPT_NONE", "CONFIG_HZ")
+        for line in _read(config).splitlines():
+            k, _, v = line.partition("=")
+            if k in want:
+                opts[k] = v
+    return {"kernel": platform.release(), "version": platform.version(),
+            "cpus": os.cpu_count(), "cpu_model": model, "mem_total_kib": mem_kib,
+            "zones": zones, "kernel_image": os.environ.get("LIBMSHARE_KERNEL_IMAGE"),
+            "config": opts, "python": sys.version.split()[0]}
+
+
+def _rate(stamps: list[float], chunk_pages: int, lo: float, hi: float) -> float | None:
+    """Pages per second read by chunks that ended in [lo, hi)."""
+    inside = [s for s in stamps if lo <= s < hi]
+    if hi - lo <= 0 or not inside:
+        return None if hi - lo <= 0 else 0.0
+    return len(inside) * chunk_pages / (hi - lo)
+
+
+def one_run(backend: str, n: int, phase: str, plan: Plan, tag: str) -> Doc:
+    nbytes = plan.size_mib << 20
+    name = f"flushcost-{os.getpid()}-{tag}"
+    inherited = mem.anon_premap(nbytes) if backend == "anon" else None
+    sharers: list[Sharer] = []
+    run: Doc = {"backend": backend, "sharers": n, "phase": phase, "size_mib": plan.size_mib}
+    try:
+        for i in range(n):
+            sharers.append(spawn(i, backend, name, nbytes, inherited))
+        os.sched_setaffinity(0, {0})  # the compaction runs on CPU 0; the reader on CPU 1
+        _write("/proc/sys/vm/drop_caches", "3\n")
+        run["precompact_s"] = compact()
+        run["free_pages_before"] = zone_free()
+        run["block_types_before"] = block_types()
+        run.update(sharers[0].call(op="populate"))
+        run["free_pages_populated"] = zone_free()
+        run["block_types_populated"] = block_types()
+        for s in sharers[1:]:
+            s.send(op="attach")
+        touch = [s.recv() for s in sharers[1:]]
+        run["attach_touch_s"] = [t["touch_s"] for t in touch]
+        run["attach_touch_faults"] = [t["touch_faults"] for t in touch]
+        run["pfns_before"] = sharers[0].call(op="pfns")
+        reader = sharers[-1]
+        started = 0.0
+        if phase == "reader":
+            reader.send(op="read", cpu=1 if (os.cpu_count() or 1) > 1 else 0)
+            started = float(reader.recv()["started"])
+            time.sleep(plan.baseline_s)
+        v0, i0 = vmstat(), interrupts()
+        t0 = time.monotonic()
+        run["compact_s"] = compact()
+        t1 = time.monotonic()
+        v1, i1 = vmstat(), interrupts()
+        if phase == "reader":
+            time.sleep(plan.after_s)
+            t2 = time.monotonic()
+            reader.send(op="stop")
+            rd = reader.recv()
+            stamps = [float(s) for s in rd["stamps"]]
+            cp = int(rd["chunk_pages"])
+            before = _rate(stamps, cp, started + 0.3, t0)  # skip the loop's warm-up
+            during = _rate(stamps, cp, t0, t1)
+            after = _rate(stamps, cp, t1, t2)
+            run["reader"] = {"before_pages_s": before, "during_pages_s": during,
+                             "after_pages_s": after, "minflt": rd["minflt"],
+                             "nvcsw": rd["nvcsw"], "nivcsw": rd["nivcsw"],
+                             "chunks": len(stamps)}
+        run["vmstat"] = {k: v1[k] - v0[k] for k in VMSTAT_KEYS if k in v0 and k in v1}
+        run["ipis"] = {k: [b - a for a, b in zip(i0[k], i1[k], strict=True)] for k in i0}
+        run["pfns_after"] = sharers[0].call(op="pfns", compare=True)
+        run["free_pages_after"] = zone_free()
+        run["block_types_after"] = block_types()
+        run["ok"] = True
+    except (OSError, RuntimeError, ValueError, KeyError) as e:
+        run["ok"] = False
+        run["error"] = f"{type(e).__name__}: {e}"
+    finally:
+        statuses = [s.finish() for s in sharers]
+        run["exit_statuses"] = sorted(set(statuses))
+        mem.remove(backend, name)
+        if inherited is not None:
+            inherited.close()
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    return run
+
+
+def _save(doc: Doc, path: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1)
+    os.replace(tmp, path)
+
+
+def _summary(r: Doc) -> str:
+    if not r.get("ok"):
+        return f"FAILED: {r.get('error')}"
+    s = (f"compact {r['compact_s']:.3f} s, "
+         f"shared moved {r['pfns_after'].get('moved')}/{r['pfns_after'].get('present')}, "
+         f"CAL {r['ipis'].get('CAL')} TLB {r['ipis'].get('TLB')}")
+    if "reader" in r:
+        rd = r["reader"]
+        s += (f", reader {rd['before_pages_s'] or 0:,.0f} -> {rd['during_pages_s'] or 0:,.0f}"
+              " pages/s")
+    return s
+
+
+def run_plan(plan_name: str, plan: Plan, out: str, accelerator: str,
+             log: Callable[[str], None]) -> Doc:
+    notes = prepare_guest()
+    doc: Doc = {"schema": 1, "plan_name": plan_name, "plan": asdict(plan),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "guest": {**guest_info(), "accelerator": accelerator},
+                "notes": notes, "runs": []}
+    _save(doc, out)
+    t_all = time.monotonic()
+    k = 0
+    for rep in range(plan.reps):
+        for n in plan.sharers:
+            # Rotate the backend order each repetition: no backend always runs first.
+            order = list(plan.backends[rep % len(plan.backends):]) + \
+                list(plan.backends[:rep % len(plan.backends)])
+            for backend in order:
+                for phase in plan.phases:
+                    k += 1
+                    r = one_run(backend, n, phase, plan, f"{k}")
+                    r["rep"] = rep
+                    r["seq"] = k
+                    doc["runs"].append(r)
+                    doc["elapsed_s"] = time.monotonic() - t_all
+                    _save(doc, out)
+                    log(f"[{time.monotonic() - t_all:6.0f}s] rep {rep} {backend:6} N={n:<3} "
+                        f"{phase:6}: {_summary(r)}")
+    doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    _save(doc, out)
+    return doc

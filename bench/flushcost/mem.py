@@ -1,0 +1,187 @@
+"""The three kinds of shared memory compared, as raw mappings, plus pagemap PFNs.
+
+Every backend maps ``nbytes`` of memory shared by all sharers:
+
+- ``region``: a msharefs region (``/sys/fs/mshare/NAME``), created by one sharer with
+  ``open(O_CREAT|O_EXCL)`` + ``mmap(MAP_SHARED|MAP_FIXED_NOREPLACE)`` of a whole
+  alignment unit (512 GiB window, only the first ``nbytes`` used), attached by the
+  others with ``pread`` of ``struct mshare_info`` and ``mmap`` at that start;
+- ``shm``: a ``/dev/shm`` file of ``nbytes`` that every sharer opens and maps
+  ``MAP_SHARED``;
+- ``anon``: one ``MAP_SHARED|MAP_ANONYMOUS`` mapping made by the driver before it
+  forks the sharers, which inherit it.
+
+Raw system calls only (ctypes and :mod:`mmap`): no SDK bookkeeping across fork().
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import struct
+from array import array
+from dataclasses import dataclass
+
+import libmshare
+from libmshare.addrspace import find_free_window
+
+__all__ = [
+    "BACKENDS",
+    "PAGE",
+    "Mapping",
+    "anon_premap",
+    "attach",
+    "create",
+    "pfns",
+    "remove",
+]
+
+PAGE = 4096
+BACKENDS = ("region", "shm", "anon")
+SHM_DIR = "/dev/shm"
+
+PROT_RW = 0x1 | 0x2
+MAP_SHARED = 0x01
+MAP_FIXED_NOREPLACE = 0x100000
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long]
+_libc.munmap.restype = ctypes.c_int
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+@dataclass
+class Mapping:
+    """One process's view of the shared memory: ``buf`` covers the first nbytes."""
+
+    backend: str
+    addr: int
+    length: int  # what was mapped (a whole window for a region)
+    buf: memoryview
+    fd: int = -1
+    owner: mmap.mmap | None = None  # the mmap object behind buf (shm, anon)
+
+    def close(self) -> None:
+        self.buf.release()
+        if self.owner is not None:
+            if self.backend != "anon":  # the inherited anon mapping dies with the process
+                self.owner.close()
+        else:
+            if _libc.munmap(self.addr, self.length) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err), "munmap")
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _raw_map(start: int, length: int, fd: int) -> int:
+    addr = _libc.mmap(start, length, PROT_RW, MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0)
+    if addr is None or addr == _MAP_FAILED:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), f"mmap {start:#x}+{length:#x}")
+    if addr != start:
+        raise OSError(0, f"mmap gave {addr:#x}, not {start:#x}")
+    return int(addr)
+
+
+def _view(addr: int, nbytes: int) -> memoryview:
+    return memoryview((ctypes.c_char * nbytes).from_address(addr)).cast("B")
+
+
+def _mm_view(m: mmap.mmap, nbytes: int) -> tuple[int, memoryview]:
+    buf = memoryview(m)[:nbytes]
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    return addr, buf
+
+
+def region_path(name: str) -> str:
+    return os.path.join(libmshare.ensure_mounted(), name)
+
+
+def anon_premap(nbytes: int) -> mmap.mmap:
+    """The driver's MAP_SHARED|MAP_ANONYMOUS mapping, made before fork()."""
+    return mmap.mmap(-1, nbytes, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS,
+                     prot=mmap.PROT_READ | mmap.PROT_WRITE)
+
+
+def create(backend: str, name: str, nbytes: int, inherited: mmap.mmap | None) -> Mapping:
+    """The first sharer: make the memory (no page is touched here)."""
+    if backend == "region":
+        path = region_path(name)
+        align = libmshare.alignment()
+        window = -(-nbytes // align) * align
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        start = find_free_window(window, align)
+        if start is None:
+            os.close(fd)
+            raise OSError(0, "no free aligned window for the region")
+        addr = _raw_map(start, window, fd)
+        return Mapping(backend, addr, window, _view(addr, nbytes), fd)
+    if backend == "shm":
+        fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        os.ftruncate(fd, nbytes)
+        m = mmap.mmap(fd, nbytes, flags=mmap.MAP_SHARED,
+                      prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        addr, buf = _mm_view(m, nbytes)
+        return Mapping(backend, addr, nbytes, buf, fd, m)
+    if backend == "anon":
+        return attach(backend, name, nbytes, inherited)
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+def attach(backend: str, name: str, nbytes: int, inherited: mmap.mmap | None) -> Mapping:
+    """Any other sharer: map the memory the first one made (no page is touched)."""
+    if backend == "region":
+        fd = os.open(region_path(name), os.O_RDWR)
+        start, size = struct.unpack("QQ", os.pread(fd, 16, 0))
+        if size < nbytes:
+            os.close(fd)
+            raise OSError(0, f"region {name} is {size} bytes, not {nbytes}")
+        addr = _raw_map(start, size, fd)
+        return Mapping(backend, addr, size, _view(addr, nbytes), fd)
+    if backend == "shm":
+        fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR)
+        m = mmap.mmap(fd, nbytes, flags=mmap.MAP_SHARED,
+                      prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        addr, buf = _mm_view(m, nbytes)
+        return Mapping(backend, addr, nbytes, buf, fd, m)
+    if backend == "anon":
+        if inherited is None:
+            raise ValueError("anon needs the mapping inherited from the driver")
+        addr, buf = _mm_view(inherited, nbytes)
+        return Mapping(backend, addr, nbytes, buf, -1, inherited)
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+def remove(backend: str, name: str) -> None:
+    """Unlink what create() made (the memory goes with the last mapping)."""
+    path = region_path(name) if backend == "region" else os.path.join(SHM_DIR, name)
+    if backend != "anon":
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+PFN_MASK = (1 << 55) - 1
+PRESENT = 1 << 63
+
+
+def pfns(addr: int, nbytes: int) -> array[int]:
+    """PFN of each page of [addr, addr+nbytes) in this process (0: not present).
+
+    Needs CAP_SYS_ADMIN (the guest runs as root); without it the kernel reports 0.
+    """
+    out = array("Q")
+    with open("/proc/self/pagemap", "rb", buffering=0) as f:
+        raw = os.pread(f.fileno(), nbytes // PAGE * 8, addr // PAGE * 8)
+    entries = array("Q")
+    entries.frombytes(raw)
+    for e in entries:
+        out.append(e & PFN_MASK if e & PRESENT else 0)
+    return out

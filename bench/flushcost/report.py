@@ -1,0 +1,167 @@
+"""Medians and spreads per (phase, backend, N), as a Markdown table."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["aggregate", "fits", "markdown"]
+
+Doc = dict[str, Any]
+
+MIN_MOVED = 512
+
+
+def _ipis(r: Doc) -> int:
+    return sum(sum(v) for k, v in r["ipis"].items() if k in ("CAL", "TLB"))
+
+
+def _drop(r: Doc) -> float | None:
+    rd = r.get("reader")
+    if not rd or not rd.get("before_pages_s") or rd.get("during_pages_s") is None:
+        return None
+    return float(100.0 * (1.0 - rd["during_pages_s"] / rd["before_pages_s"]))
+
+
+METRICS: dict[str, Callable[[Doc], float | None]] = {
+    "compact_s": lambda r: float(r["compact_s"]),
+    "shared_moved": lambda r: float(r["pfns_after"].get("moved", 0)),
+    "shared_present": lambda r: float(r["pfns_before"].get("present", 0)),
+    # Only where enough shared pages moved for them to dominate the compaction's time.
+    "us_per_moved": lambda r: (1e6 * r["compact_s"] / r["pfns_after"]["moved"]
+                               if r["pfns_after"].get("moved", 0) >= MIN_MOVED else None),
+    "ipis": lambda r: float(_ipis(r)),
+    "ipis_per_moved": lambda r: (_ipis(r) / r["pfns_after"]["moved"]
+                                 if r["pfns_after"].get("moved") else None),
+    "reader_before": lambda r: (r.get("reader") or {}).get("before_pages_s"),
+    "reader_during": lambda r: (r.get("reader") or {}).get("during_pages_s"),
+    "reader_drop_pct": _drop,
+    "reader_drop_moving": lambda r: (_drop(r) if r["pfns_after"].get("moved", 0) >= MIN_MOVED
+                                     else None),
+    "reader_minflt": lambda r: (float(r["reader"]["minflt"]) if r.get("reader") else None),
+    "touch_s_mean": lambda r: (statistics.fmean(r["attach_touch_s"])
+                               if r.get("attach_touch_s") else None),
+}
+
+
+def _stat(values: list[float]) -> Doc | None:
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "n": len(values), "values": values}
+
+
+def aggregate(doc: Doc) -> list[Doc]:
+    """One row per (phase, backend, N) in the plan's order, each metric's median/min/max."""
+    plan = doc["plan"]
+    rows: list[Doc] = []
+    for phase in plan["phases"]:
+        for n in plan["sharers"]:
+            for backend in plan["backends"]:
+                runs = [r for r in doc["runs"] if r.get("ok") and r["phase"] == phase
+                        and r["backend"] == backend and r["sharers"] == n]
+                failed = [r for r in doc["runs"] if not r.get("ok") and r["phase"] == phase
+                          and r["backend"] == backend and r["sharers"] == n]
+                row: Doc = {"phase": phase, "backend": backend, "sharers": n,
+                            "runs": len(runs), "failed": len(failed),
+                            "errors": [r.get("error") for r in failed]}
+                for key, fn in METRICS.items():
+                    vals = [v for v in (fn(r) for r in runs) if v is not None]
+                    row[key] = _stat([float(v) for v in vals])
+                rows.append(row)
+    return rows
+
+
+def _fit(points: list[tuple[float, float]]) -> Doc | None:
+    """Least squares compact_s = fixed + per_page * moved, over runs of one kind."""
+    xs = [x for x, _ in points]
+    if len(points) < 3 or max(xs) - min(xs) < max(xs) / 4:
+        return None  # too narrow a range of moved pages to separate slope from offset
+    mx = statistics.fmean(x for x, _ in points)
+    my = statistics.fmean(y for _, y in points)
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    slope = sum((x - mx) * (y - my) for x, y in points) / sxx
+    return {"per_page_us": 1e6 * slope, "fixed_s": my - slope * mx, "runs": len(points),
+            "moved_range": [min(x for x, _ in points), max(x for x, _ in points)]}
+
+
+def fits(doc: Doc) -> list[Doc]:
+    """Per (phase, backend): the per-moved-page cost as the slope over all its runs.
+
+    The number of shared pages a compaction moves varies from run to run (where the
+    allocator put them); the slope separates the per-page cost from the fixed cost of
+    scanning the zones, which the ratio compact_s / moved does not.
+    """
+    plan = doc["plan"]
+    out: list[Doc] = []
+    for phase in plan["phases"]:
+        for backend in plan["backends"]:
+            for n in [None, *plan["sharers"]]:
+                pts = [(float(r["pfns_after"].get("moved", 0)), float(r["compact_s"]))
+                       for r in doc["runs"] if r.get("ok") and r["phase"] == phase
+                       and r["backend"] == backend and (n is None or r["sharers"] == n)]
+                f = _fit(pts)
+                if f is not None:
+                    out.append({"phase": phase, "backend": backend,
+                                "sharers": "all" if n is None else n, **f})
+    return out
+
+
+def _fmt(st: Doc | None, spec: str, spread: bool = True) -> str:
+    if st is None:
+        return "-"
+    med = format(st["median"], spec)
+    if not spread or st["n"] < 2:
+        return med
+    return f"{med} ({format(st['min'], spec)}-{format(st['max'], spec)})"
+
+
+def markdown(doc: Doc, rows: list[Doc]) -> str:
+    out: list[str] = []
+    plan = doc["plan"]
+    out.append(f"Median (min-max) of {plan['reps']} interleaved repetitions; "
+               f"{plan['size_mib']} MiB shared by N sharers, every page mapped by each. "
+               f"us / moved page = compact s / shared pages moved, in runs that moved at "
+               f"least {MIN_MOVED}; IPIs = CAL + TLB interrupts on all CPUs during the "
+               "compaction.")
+    out.append("")
+    out.append("| phase | backend | N | compact s | shared pages moved "
+               "| us / moved page | IPIs received | IPIs / moved page "
+               f"| reader pages/s before | during | drop % | drop %, runs moving >= {MIN_MOVED} |")
+    out.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    for r in rows:
+        if not r["runs"]:
+            out.append(f"| {r['phase']} | {r['backend']} | {r['sharers']} | "
+                       f"failed ({r['failed']}) |" + " |" * 8)
+            continue
+        reader = r["phase"] == "reader"
+        moved = r["shared_moved"]
+        present = r["shared_present"]
+        moved_s = _fmt(moved, ".0f")
+        if present is not None:
+            moved_s += f" / {present['median']:.0f}"
+        out.append(
+            f"| {r['phase']} | {r['backend']} | {r['sharers']} "
+            f"| {_fmt(r['compact_s'], '.2f')} "
+            f"| {moved_s} "
+            f"| {_fmt(r['us_per_moved'], '.0f')} "
+            f"| {_fmt(r['ipis'], '.0f', False)} "
+            f"| {_fmt(r['ipis_per_moved'], '.2f', False)} "
+            f"| {_fmt(r['reader_before'], ',.0f', False) if reader else '-'} "
+            f"| {_fmt(r['reader_during'], ',.0f', False) if reader else '-'} "
+            f"| {_fmt(r['reader_drop_pct'], '.0f') if reader else '-'} "
+            f"| {_fmt(r['reader_drop_moving'], '.0f') if reader else '-'} |")
+    out.append("")
+    out.append("Least-squares fit compact_s = fixed + per_page x shared pages moved, over "
+               "every run of a phase and backend (N = all) or of one N (only where at "
+               "least 3 runs moved a range of page counts wide enough):")
+    out.append("")
+    out.append("| phase | backend | N | runs | moved range | us / moved page (slope) "
+               "| fixed s |")
+    out.append("|---|---|--:|--:|--:|--:|--:|")
+    for f in fits(doc):
+        out.append(f"| {f['phase']} | {f['backend']} | {f['sharers']} | {f['runs']} "
+                   f"| {f['moved_range'][0]:.0f}-{f['moved_range'][1]:.0f} "
+                   f"| {f['per_page_us']:.0f} | {f['fixed_s']:.2f} |")
+    return "\n".join(out)
