@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from libmshare import run_cmd
+from libmshare import fs, run_cmd
 
 from .libpq import PgError, Session
 
@@ -203,6 +203,9 @@ class Cluster:
 
     def preload_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         env = run_cmd.preload_env(self.region_dir, mount=self.mount, base={})
+        fake = os.environ.get(fs.FAKE_MOUNT_ENV)
+        if fake:  # the SDK's host-test hook: regions emulated by ordinary files
+            env[fs.FAKE_MOUNT_ENV] = fake
         env.update(extra or {})
         return env
 
