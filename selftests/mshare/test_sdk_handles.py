@@ -113,7 +113,8 @@ for i in range(procs):
             except FileNotFoundError:
                 out.append(f"{name} early")  # an attach before any create: fine
             except Exception as e:
-                out.append(f"{name} {type(e).__name__}:{e}".replace(" ", "_"))
+                why = f"{type(e).__name__}:{e}".replace(" ", "_").replace("\\n", "|")
+                out.append(f"{name} {why}")
         os.write(w, ("\\n".join(out) + "\\n").encode())
         os._exit(0)
     pids.append(pid)
@@ -147,7 +148,7 @@ def test_sdk_many_processes_create_or_attach_one_name(names: list[str]) -> None:
         if what != "early":
             starts.setdefault(name, set()).add(what)
     errors = sorted({w for s in starts.values() for w in s if not w.isdigit()})
-    assert not errors, errors[:5]
+    assert not errors, (head, errors[:5])
     assert set(starts) == set(names) and all(len(s) == 1 for s in starts.values())
     for n in names:
         assert libmshare.stat(n).established is True
