@@ -138,7 +138,9 @@ def mremap(w: Worker, v: View, rng: random.Random) -> None:
 def mprotect(w: Worker, v: View, rng: random.Random) -> None:
     addr, n = (v.start, v.size) if rng.random() < 0.5 else _inner_range(v, rng)
     prot = rng.choice((kapi.PROT_NONE, kapi.PROT_READ, RW, RW | kapi.PROT_EXEC))
-    w.expect_errno("mprotect", kapi.mprotect, addr, n, prot, want=errno.EINVAL)
+    # Write on a read-only attach: the core refuses first (no VM_MAYWRITE), then ours.
+    want = errno.EACCES if prot & kapi.PROT_WRITE and not v.writable else errno.EINVAL
+    w.expect_errno("mprotect", kapi.mprotect, addr, n, prot, want=want)
 
 
 def madvise(w: Worker, v: View, rng: random.Random) -> None:
