@@ -120,23 +120,44 @@ class _Replaced(Exception):
     """The name no longer refers to the file we opened (its creator gave up on it)."""
 
 
-def _same_file(fd: int, path: str) -> bool:
+def _reopen(fd: int, path: str, readonly: bool) -> int:
+    """A new descriptor for the file open on ``fd``; _Replaced if the name moved on."""
     try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return (st.st_dev, st.st_ino) == _key(fd)
+        new = os.open(path, os.O_RDONLY if readonly else os.O_RDWR)
+    except FileNotFoundError:
+        raise _Replaced from None
+    except OSError as e:
+        raise from_oserror(e, "attach", path) from None
+    if _key(new) != _key(fd):
+        os.close(new)
+        raise _Replaced
+    return new
 
 
 def _wait_geometry(
-    backend: Backend, fd: int, path: str, op: str, deadline: float, timeout: float
-) -> tuple[int, int]:
-    """(start, size), waiting until ``deadline`` for the creator's first mmap."""
+    backend: Backend, fd: int, path: str, op: str, deadline: float, timeout: float,
+    readonly: bool,
+) -> tuple[int, int, int]:
+    """(start, size, fd to map), waiting until ``deadline`` for the creator's first mmap.
+
+    Each poll reads through a descriptor opened for it: what a descriptor opened before
+    the region was established reads afterwards is not something to rely on.  The one
+    that saw the geometry is returned (the caller closes it if it is not ``fd``).
+    """
     delay = _FIRST_POLL
+    current = fd
     while True:
-        geometry = backend.read_info(fd, path)
+        try:
+            geometry = backend.read_info(current, path)
+        except BaseException:
+            if current != fd:
+                os.close(current)
+            raise
         if geometry is not None:
-            return geometry
+            return (*geometry, current)
+        if current != fd:
+            os.close(current)
+            current = fd
         left = deadline - time.monotonic()
         if left <= 0:
             raise RegionNotEstablishedError(
@@ -146,10 +167,9 @@ def _wait_geometry(
                 "region that stays like this can only be unlinked)",
                 path,
             )
-        if not _same_file(fd, path):
-            raise _Replaced
         time.sleep(min(delay, left))
         delay = min(delay * 2, _MAX_POLL)
+        current = _reopen(fd, path, readonly)
 
 
 def _size_mismatch(
@@ -171,17 +191,24 @@ def _map_existing(
     """This process's mapping of the region open on ``fd``: shared, or made now."""
     key = _key(fd)
     m = _mapping.acquire(key, readonly=readonly, path=path)
+    map_fd = fd
     if m is None:
-        start, size = _wait_geometry(backend, fd, path, op, deadline, timeout)
+        start, size, map_fd = _wait_geometry(backend, fd, path, op, deadline, timeout,
+                                             readonly)
     else:
         start, size = m.start, m.size
-    if want is not None and (size != want[0] or want[1] not in (None, start)):
+    try:
+        if want is not None and (size != want[0] or want[1] not in (None, start)):
+            if m is not None:
+                _mapping.release(m)
+            _size_mismatch(path, (start, size), *want)
         if m is not None:
-            _mapping.release(m)
-        _size_mismatch(path, (start, size), *want)
-    if m is not None:
-        return m
-    return _mapping.map_fixed(fd, start, size, readonly=readonly, key=key, path=path)
+            return m
+        return _mapping.map_fixed(map_fd, start, size, readonly=readonly, key=key,
+                                  path=path)
+    finally:
+        if map_fd != fd:
+            os.close(map_fd)
 
 
 class Region:
