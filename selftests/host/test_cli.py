@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _hosthelp import FAKE_ALIGN, free_window
@@ -141,3 +142,94 @@ def test_main_in_process(fake_mount: Path, capsys: pytest.CaptureFixture[str]) -
     assert captured.out == "" and captured.err.startswith("mshare: stat: No such file")
     res = mshare("--version")
     assert res.returncode == 0 and res.stdout.startswith("mshare 0.1.0")
+
+
+def test_json_before_or_after_the_subcommand(fake_mount: Path) -> None:
+    ok("create", "j", "--size", "2M")
+    after = json.loads(ok("ls", "--json"))
+    before = json.loads(ok("--json", "ls"))
+    assert before == after and [d["name"] for d in before] == ["j"]
+    assert json.loads(ok("--json", "stat", "j"))["name"] == "j"
+    assert json.loads(ok("--mount", str(fake_mount), "--json", "info"))["alignment"] == FAKE_ALIGN
+
+
+def test_json_error_object_on_stdout(fake_mount: Path) -> None:
+    for argv in (["stat", "nope", "--json"], ["--json", "stat", "nope"]):
+        res = mshare(*argv)
+        assert res.returncode == 1 and "Traceback" not in res.stderr
+        err = json.loads(res.stdout)
+        assert err["errno"] == 2 and "No such file" in err["error"]
+        assert err["type"] == "RegionNotFoundError"
+    res = mshare("create", "y", "--size", "3M", "--json")
+    err = json.loads(res.stdout)
+    assert res.returncode == 1 and err["errno"] is None and "alignment" in err["error"]
+    assert err["type"] == "AlignmentError"
+
+
+def test_json_usage_error(fake_mount: Path) -> None:
+    res = mshare("--json", "create", "z")
+    assert res.returncode == 2 and "--size" in res.stderr
+    err = json.loads(res.stdout)
+    assert err["type"] == "usage" and err["errno"] is None and "--size" in err["error"]
+
+
+def test_closed_pipe_is_no_traceback(fake_mount: Path) -> None:
+    for n in range(3):
+        ok("create", f"p{n}", "--size", "2M")
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the first write, as with `| head -0`
+    try:
+        res = subprocess.run([sys.executable, "-m", "libmshare", "ls", "--json"],
+                             stdout=w, stderr=subprocess.PIPE, text=True, timeout=60,
+                             check=False)
+    finally:
+        os.close(w)
+    assert res.stderr == "" and res.returncode == 141
+    shell = subprocess.run(["sh", "-c", f"'{sys.executable}' -m libmshare ls | head -1"],
+                           capture_output=True, text=True, timeout=60, check=True)
+    assert shell.stdout.split() == ["NAME", "START", "SIZE", "MODE", "OWNER"]
+    assert shell.stderr == ""
+
+
+def test_python_m_libmshare(fake_mount: Path) -> None:
+    res = subprocess.run([sys.executable, "-m", "libmshare", "--version"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 0 and res.stdout.startswith("mshare 0.1.0")
+    res = subprocess.run([sys.executable, "-m", "libmshare", "info", "--json"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert json.loads(res.stdout)["alignment"] == FAKE_ALIGN
+
+
+def _documented_shapes() -> dict[str, Any]:
+    """``$ mshare CMD --json`` lines of the README, each followed by its JSON."""
+    readme = (Path(__file__).resolve().parents[2] / "libmshare" / "README.md").read_text()
+    lines = readme.splitlines()
+    shapes = {}
+    for i, line in enumerate(lines):
+        if line.startswith("$ mshare ") and "--json" in line:
+            shapes[line.split()[2]] = json.loads(lines[i + 1])
+    return shapes
+
+
+def test_json_shapes_are_the_documented_ones(fake_mount: Path) -> None:
+    docs = _documented_shapes()
+    assert set(docs) >= {"info", "ls", "stat", "create", "rm", "error"}
+    start = free_window()
+    real = {
+        "create": json.loads(ok("create", "s", "--size", "2M", "--addr", hex(start),
+                                "--json")),
+        "ls": json.loads(ok("ls", "--json")),
+        "stat": json.loads(ok("stat", "s", "--json")),
+        "info": json.loads(ok("info", "--json")),
+        "error": json.loads(mshare("stat", "nope", "--json").stdout),
+        "rm": json.loads(ok("rm", "s", "--json")),
+    }
+    for cmd, data in real.items():
+        doc = docs[cmd]
+        # Same keys, and the same types where the README's example is not null.
+        if isinstance(data, list):
+            data, doc = data[0], doc[0]
+        assert set(data) == set(doc), cmd
+        for k, v in doc.items():
+            if v is not None and data[k] is not None:
+                assert type(data[k]) is type(v), (cmd, k)
