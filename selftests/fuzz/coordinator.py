@@ -98,6 +98,8 @@ class Coordinator:
         self.n_ops = ops_per_worker
         self.tag = tag
         self.result = Result(seed)
+        if not Path(MOUNT, "mshare_info").exists():
+            kapi.mount("msharefs", MOUNT, "msharefs")
         self.align = int(Path(MOUNT, "mshare_info").read_text())
         self.views: list[View] = []
         self.generation = 0
