@@ -71,9 +71,11 @@ __all__ = [
 DEFAULT_TIMEOUT = 10.0
 # Attempts at picking a window when another thread keeps mapping into our choice.
 _PICK_ATTEMPTS = 4
-# Polling a region that is being established: from 1 ms, doubling, to at most 50 ms.
+# Polling a region that is being established: from 1 ms, doubling, to at most 200 ms.
+# Not faster: with dozens of waiters, polling at 50 ms took the CPU from the creator
+# they wait for (64 processes in a loaded TCG guest).
 _FIRST_POLL = 0.001
-_MAX_POLL = 0.05
+_MAX_POLL = 0.2
 
 
 @dataclass(frozen=True)
@@ -120,44 +122,23 @@ class _Replaced(Exception):
     """The name no longer refers to the file we opened (its creator gave up on it)."""
 
 
-def _reopen(fd: int, path: str, readonly: bool) -> int:
-    """A new descriptor for the file open on ``fd``; _Replaced if the name moved on."""
+def _same_file(fd: int, path: str) -> bool:
     try:
-        new = os.open(path, os.O_RDONLY if readonly else os.O_RDWR)
-    except FileNotFoundError:
-        raise _Replaced from None
-    except OSError as e:
-        raise from_oserror(e, "attach", path) from None
-    if _key(new) != _key(fd):
-        os.close(new)
-        raise _Replaced
-    return new
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == _key(fd)
 
 
 def _wait_geometry(
-    backend: Backend, fd: int, path: str, op: str, deadline: float, timeout: float,
-    readonly: bool,
-) -> tuple[int, int, int]:
-    """(start, size, fd to map), waiting until ``deadline`` for the creator's first mmap.
-
-    Each poll reads through a descriptor opened for it: what a descriptor opened before
-    the region was established reads afterwards is not something to rely on.  The one
-    that saw the geometry is returned (the caller closes it if it is not ``fd``).
-    """
+    backend: Backend, fd: int, path: str, op: str, deadline: float, timeout: float
+) -> tuple[int, int]:
+    """(start, size), waiting until ``deadline`` for the creator's first mmap."""
     delay = _FIRST_POLL
-    current = fd
     while True:
-        try:
-            geometry = backend.read_info(current, path)
-        except BaseException:
-            if current != fd:
-                os.close(current)
-            raise
+        geometry = backend.read_info(fd, path)
         if geometry is not None:
-            return (*geometry, current)
-        if current != fd:
-            os.close(current)
-            current = fd
+            return geometry
         left = deadline - time.monotonic()
         if left <= 0:
             raise RegionNotEstablishedError(
@@ -167,9 +148,10 @@ def _wait_geometry(
                 "region that stays like this can only be unlinked)",
                 path,
             )
+        if not _same_file(fd, path):
+            raise _Replaced
         time.sleep(min(delay, left))
         delay = min(delay * 2, _MAX_POLL)
-        current = _reopen(fd, path, readonly)
 
 
 def _size_mismatch(
@@ -191,24 +173,17 @@ def _map_existing(
     """This process's mapping of the region open on ``fd``: shared, or made now."""
     key = _key(fd)
     m = _mapping.acquire(key, readonly=readonly, path=path)
-    map_fd = fd
     if m is None:
-        start, size, map_fd = _wait_geometry(backend, fd, path, op, deadline, timeout,
-                                             readonly)
+        start, size = _wait_geometry(backend, fd, path, op, deadline, timeout)
     else:
         start, size = m.start, m.size
-    try:
-        if want is not None and (size != want[0] or want[1] not in (None, start)):
-            if m is not None:
-                _mapping.release(m)
-            _size_mismatch(path, (start, size), *want)
+    if want is not None and (size != want[0] or want[1] not in (None, start)):
         if m is not None:
-            return m
-        return _mapping.map_fixed(map_fd, start, size, readonly=readonly, key=key,
-                                  path=path)
-    finally:
-        if map_fd != fd:
-            os.close(map_fd)
+            _mapping.release(m)
+        _size_mismatch(path, (start, size), *want)
+    if m is not None:
+        return m
+    return _mapping.map_fixed(fd, start, size, readonly=readonly, key=key, path=path)
 
 
 class Region:

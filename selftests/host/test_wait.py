@@ -157,23 +157,3 @@ def test_established_is_none_when_it_cannot_be_known(
     info = libmshare.stat("locked")
     assert (info.established, info.start, info.size) == (None, None, None)
 
-
-def test_wait_polls_through_fresh_descriptors(
-    fake_mount: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A descriptor opened before the region was established need not read its geometry
-    # afterwards (msharefs in the guest did not): the waiter must not rely on one.
-    t = _establish_later(fake_mount / "late", 0.2)
-    real = _backend.EmulatedBackend.read_info
-    first: list[int] = []
-
-    def stale_first_fd(self: _backend.EmulatedBackend, fd: int,
-                       path: str) -> tuple[int, int] | None:
-        if not first:
-            first.append(fd)
-        return None if fd == first[0] else real(self, fd, path)
-
-    monkeypatch.setattr(_backend.EmulatedBackend, "read_info", stale_first_fd)
-    with libmshare.attach("late", timeout=10) as r:
-        assert r.size == FAKE_ALIGN
-    t.join()

@@ -105,9 +105,9 @@ for i in range(procs):
             name = names[(i + c) % len(names)]
             try:
                 if i % 4 == 3:
-                    reg = libmshare.attach(name, timeout=20)
+                    reg = libmshare.attach(name, timeout=60)
                 else:
-                    reg = libmshare.create(name, align, exist_ok=True, timeout=20)
+                    reg = libmshare.create(name, align, exist_ok=True, timeout=60)
                 out.append(f"{name} {reg.start}")
                 reg.close()
             except FileNotFoundError:
