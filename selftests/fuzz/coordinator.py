@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import harness
 import kapi
 
 from . import layout, worker
@@ -82,15 +83,6 @@ def _compact_forever(stop: threading.Event) -> None:
             return
 
 
-def _numa() -> bool:
-    import gzip
-    try:
-        with gzip.open("/proc/config.gz", "rt") as f:
-            return "\nCONFIG_NUMA=y" in "\n" + f.read()
-    except OSError:
-        return False
-
-
 class Coordinator:
     def __init__(self, seed: int, workers: int, ops_per_worker: int, tag: str) -> None:
         self.rng = random.Random(seed)
@@ -104,7 +96,7 @@ class Coordinator:
         self.views: list[View] = []
         self.generation = 0
         self.dirty_slots: set[int] = set()  # workers killed mid-batch: slots unknown
-        self.numa = _numa()
+        self.numa = harness.config_enabled("CONFIG_NUMA") is True
         self.dmesg = _scanner()
 
     # ------------------------------------------------------------ regions
