@@ -47,8 +47,9 @@ MAP_NORESERVE = 0x4000
 MAP_FIXED_NOREPLACE = 0x100000  # Linux 4.17+
 MNT_DETACH = 0x2
 
-# (void *)-1 as ctypes hands a c_void_p result back to Python.
-MAP_FAILED = ctypes.c_void_p(-1).value
+# (void *)-1 as an unsigned word: mmap's result is taken as c_size_t, not c_void_p, since
+# ctypes turns a c_void_p of 0 into None, and 0 is a valid result of a MAP_FIXED mapping.
+MAP_FAILED = ctypes.c_size_t(-1).value
 
 
 class MshareInfo(ctypes.Structure):
@@ -70,7 +71,7 @@ _mmap = _libc.mmap
 _mmap.argtypes = [
     ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long
 ]
-_mmap.restype = ctypes.c_void_p
+_mmap.restype = ctypes.c_size_t
 
 _munmap = _libc.munmap
 _munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
@@ -102,7 +103,7 @@ def mmap(
     returned, so callers can rely on "exactly there or an exception".
     """
     res = _mmap(addr or None, length, prot, flags, fd, offset)
-    if res is None or res == MAP_FAILED:
+    if res == MAP_FAILED:
         err = ctypes.get_errno()
         what = "already in use" if err == errno.EEXIST else "requested"
         raise from_errno(err, "mmap", path, f"window {_span(addr, length)} {what}")

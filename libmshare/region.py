@@ -610,7 +610,12 @@ def stat(name: str, *, mount: str | None = None) -> RegionInfo:
 
 
 def list_regions(*, mount: str | None = None) -> list[RegionInfo]:
-    """Every region under the mount, in directories too, sorted by name."""
+    """Every region under the mount, in directories too, sorted by name.
+
+    A subdirectory the caller may not read (another user's mode-0700 directory, say) is
+    left out, as ``find`` and :func:`os.walk` leave it out; a mount that cannot be read
+    at all raises.
+    """
     m = resolve_mount(mount)
     backend = backend_for(m.emulated)
     found: list[RegionInfo] = []
@@ -620,6 +625,9 @@ def list_regions(*, mount: str | None = None) -> list[RegionInfo]:
         try:
             entries = list(os.scandir(directory))
         except OSError as e:
+            # below the top: unreadable, or removed while we listed
+            if rel_dir and isinstance(e, (PermissionError, FileNotFoundError)):
+                return
             raise from_oserror(e, "list", directory) from None
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name

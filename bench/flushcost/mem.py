@@ -11,7 +11,8 @@ Every backend maps ``nbytes`` of memory shared by all sharers:
 - ``anon``: one ``MAP_SHARED|MAP_ANONYMOUS`` mapping made by the driver before it
   forks the sharers, which inherit it.
 
-Raw system calls only (ctypes and :mod:`mmap`): no SDK bookkeeping across fork().
+Raw system calls only (the SDK's binding layer and :mod:`mmap`): no SDK bookkeeping
+across fork().
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from array import array
 from dataclasses import dataclass
 
 import libmshare
+from libmshare import _libc
 from libmshare.addrspace import find_free_window
 
 __all__ = [
@@ -45,14 +47,6 @@ PROT_RW = 0x1 | 0x2
 MAP_SHARED = 0x01
 MAP_FIXED_NOREPLACE = 0x100000
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                       ctypes.c_int, ctypes.c_long]
-_libc.munmap.restype = ctypes.c_int
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-_MAP_FAILED = ctypes.c_void_p(-1).value
-
 
 @dataclass
 class Mapping:
@@ -71,22 +65,14 @@ class Mapping:
             if self.backend != "anon":  # the inherited anon mapping dies with the process
                 self.owner.close()
         else:
-            if _libc.munmap(self.addr, self.length) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, os.strerror(err), "munmap")
+            _libc.munmap(self.addr, self.length)
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
 
 
 def _raw_map(start: int, length: int, fd: int) -> int:
-    addr = _libc.mmap(start, length, PROT_RW, MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0)
-    if addr is None or addr == _MAP_FAILED:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), f"mmap {start:#x}+{length:#x}")
-    if addr != start:
-        raise OSError(0, f"mmap gave {addr:#x}, not {start:#x}")
-    return int(addr)
+    return _libc.mmap(start, length, PROT_RW, MAP_SHARED | MAP_FIXED_NOREPLACE, fd)
 
 
 def _view(addr: int, nbytes: int) -> memoryview:

@@ -167,3 +167,24 @@ def test_noreplace_ignored_by_an_old_kernel_is_undone(
         _libc.mmap(start, FAKE_ALIGN, RW, SHARED_NOREPLACE, memfd)
     assert f"{start:#x}" in str(exc.value)
     assert placed and placed[0] != start and not is_mapped(placed[0], FAKE_ALIGN)
+
+
+def test_mapping_at_address_zero_is_a_result_not_an_error(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A privileged MAP_FIXED mapping at 0 returns 0; a stale errno must not turn it into
+    # an exception (ctypes gives None for a NULL c_void_p, so the wrapper reads a word).
+    monkeypatch.setattr(_libc, "_mmap", lambda *args: 0)
+    ctypes.set_errno(errno.EACCES)
+    assert _libc.mmap(0, FAKE_ALIGN, RW, _libc.MAP_PRIVATE | _libc.MAP_FIXED_NOREPLACE, -1) == 0
+
+
+def test_map_failed_is_an_error_with_its_errno(monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(*args: object) -> int:
+        ctypes.set_errno(errno.ENOMEM)
+        return _libc.MAP_FAILED
+
+    monkeypatch.setattr(_libc, "_mmap", failing)
+    with pytest.raises(MshareError) as exc:
+        _libc.mmap(0, FAKE_ALIGN, RW, _libc.MAP_PRIVATE, -1)
+    assert exc.value.errno == errno.ENOMEM

@@ -167,6 +167,38 @@ def test_list_and_stat(fake_mount: Path) -> None:
         libmshare.stat("nope")
 
 
+def test_list_leaves_out_an_unreadable_subdirectory(
+    fake_mount: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    libmshare.create("top", FAKE_ALIGN).close()
+    libmshare.mkdir("theirs")
+    libmshare.create("theirs/hidden", FAKE_ALIGN).close()
+    real = os.scandir
+    denied = str(fake_mount / "theirs")
+
+    def scandir(path: str) -> object:
+        if path == denied:  # as another user's mode-0700 directory answers
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real(path)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "scandir", scandir)
+        assert [i.name for i in libmshare.list_regions()] == ["top"]
+
+
+def test_list_of_an_unreadable_mount_raises_eacces(
+    fake_mount: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def scandir(path: str) -> object:
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    with monkeypatch.context() as m, \
+            pytest.raises(libmshare.MsharePermissionError, match="list") as exc:
+        m.setattr(os, "scandir", scandir)
+        libmshare.list_regions()
+    assert exc.value.errno == errno.EACCES
+
+
 def test_unlink_while_mapped_keeps_the_mapping(fake_mount: Path) -> None:
     with libmshare.create("u", FAKE_ALIGN) as r:
         r.unlink()

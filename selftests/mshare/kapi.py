@@ -106,7 +106,7 @@ def _fn(name: str, restype: type, *argtypes: type) -> ctypes._CFuncPtr:  # type:
 _vp, _sz, _int, _ul, _ssz = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_ulong, \
     ctypes.c_ssize_t
 _mprotect = _fn("mprotect", _int, _vp, _sz, _int)
-_mremap = _fn("mremap", _vp, _vp, _sz, _sz, _int, _vp)
+_mremap = _fn("mremap", _sz, _vp, _sz, _sz, _int, _vp)
 _madvise = _fn("madvise", _int, _vp, _sz, _int)
 _mlock = _fn("mlock", _int, _vp, _sz)
 _munlock = _fn("munlock", _int, _vp, _sz)
@@ -127,7 +127,7 @@ _pvw = _fn("process_vm_writev", _ssz, _int, ctypes.POINTER(_Iovec), _ul,
            ctypes.POINTER(_Iovec), _ul, _ul)
 _vmsplice = _fn("vmsplice", _ssz, _int, ctypes.POINTER(_Iovec), _ul, ctypes.c_uint)
 
-_MAP_FAILED = ctypes.c_void_p(-1).value
+_MAP_FAILED = ctypes.c_size_t(-1).value
 
 
 def _raise(op: str) -> None:
@@ -142,7 +142,7 @@ def mprotect(addr: int, length: int, prot: int) -> None:
 
 def mremap(old: int, old_len: int, new_len: int, flags: int, new_addr: int = 0) -> int:
     res = _mremap(old, old_len, new_len, flags, new_addr or None)
-    if res is None or res == _MAP_FAILED:
+    if res == _MAP_FAILED:
         _raise("mremap")
     return int(res)
 

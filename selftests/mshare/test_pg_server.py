@@ -168,6 +168,7 @@ def pg(msharefs: str) -> Iterator[Pg]:
             with_timeout_kill(cluster)
         subprocess.run(["umount", "-l", str(root)], check=False)
         shutil.rmtree(root, ignore_errors=True)
+        os.rmdir(region_dir)  # empty: each case checks no region name is left
 
 
 def with_timeout_kill(cluster: Cluster) -> None:
