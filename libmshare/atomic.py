@@ -177,7 +177,47 @@ def fence() -> None:
     lib.lm_fence()
 
 
-class AtomicWord:
+class _Export:
+    """An export of a buffer, writable if the buffer allows it, held until release().
+
+    The part AtomicWord and AtomicBuffer share: a held export keeps the memory mapped
+    (the region refuses to close), and a ``with`` block gives it back.
+    """
+
+    def __init__(self, buf: Any) -> None:
+        try:
+            p = _pointer(buf, True)
+            self.readonly = False
+        except TypeError:
+            p = _pointer(buf, False)
+            self.readonly = True
+        self._p: Any = p
+
+    def _forget(self) -> None:
+        """Drop every reference to the export (a subclass may keep more than ``_p``)."""
+        self._p = None
+
+    def release(self) -> None:
+        """Give back the export of the buffer; unusable afterwards."""
+        p = self._p
+        self._forget()  # before ffi.release: no operation starts on a released export
+        if p is not None:
+            ffi.release(p)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def _state(self) -> str:
+        return "released" if self._p is None else "readonly" if self.readonly else "open"
+
+
+class AtomicWord(_Export):
     """One aligned unsigned word of ``buf`` (``bits`` 32 or 64), checked once.
 
     Holds an export of ``buf`` until :meth:`release` (a ``with`` block releases it
@@ -189,19 +229,14 @@ class AtomicWord:
         if bits not in (32, 64):
             raise ValueError(f"bits must be 32 or 64, not {bits!r}")
         size = bits // 8
-        try:
-            p = _pointer(buf, True)
-            self.readonly = False
-        except TypeError:
-            p = _pointer(buf, False)
-            self.readonly = True
+        super().__init__(buf)
+        p = self._p
         try:
             self.offset = _check(p, offset, size)
         except BaseException:
-            ffi.release(p)
+            self.release()
             raise
         self.bits = bits
-        self._p: Any = p
         self._w: Any = None if self.readonly else p  # None: writes refused
         self._mask = _MASK[size]
         ops = _OPS[size]
@@ -247,27 +282,14 @@ class AtomicWord:
             raise ValueError("operation on a released AtomicWord")
         raise TypeError("atomic write to a read-only buffer")
 
-    def release(self) -> None:
-        """Give back the export of the buffer; the word is unusable afterwards."""
-        p, self._p, self._w = self._p, None, None
-        if p is not None:
-            ffi.release(p)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
+    def _forget(self) -> None:
+        self._p = self._w = None  # _w too: release() then refuses writes as well
 
     def __repr__(self) -> str:
-        state = "released" if self._p is None else "readonly" if self.readonly else "open"
-        return f"<AtomicWord u{self.bits} offset={self.offset} {state}>"
+        return f"<AtomicWord u{self.bits} offset={self.offset} {self._state()}>"
 
 
-class AtomicBuffer:
+class AtomicBuffer(_Export):
     """Atomic operations on any aligned word of ``buf``, which is checked once.
 
     Each call checks only its offset (bounds and alignment).  Holds an export of
@@ -275,15 +297,9 @@ class AtomicBuffer:
     """
 
     def __init__(self, buf: Any) -> None:
-        try:
-            p = _pointer(buf, True)
-            self.readonly = False
-        except TypeError:
-            p = _pointer(buf, False)
-            self.readonly = True
-        self._p: Any = p
-        self._addr = int(ffi.cast("uintptr_t", p))
-        self.nbytes = len(p)
+        super().__init__(buf)
+        self._addr = int(ffi.cast("uintptr_t", self._p))
+        self.nbytes = len(self._p)
 
     def _at(self, offset: int, size: int, write: bool) -> Any:
         p = self._p
@@ -340,21 +356,5 @@ class AtomicBuffer:
         """Atomically add ``delta`` (wraps) to the 64-bit word at ``offset``; the old value."""
         return lib.lm_fetch_add64(self._at(offset, 8, True), offset, delta & _MASK[8])
 
-    def release(self) -> None:
-        """Give back the export of the buffer; unusable afterwards."""
-        p, self._p = self._p, None
-        if p is not None:
-            ffi.release(p)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
     def __repr__(self) -> str:
-        state = "released" if self._p is None else "readonly" if self.readonly else "open"
-        return f"<AtomicBuffer {self.nbytes} bytes {state}>"
+        return f"<AtomicBuffer {self.nbytes} bytes {self._state()}>"

@@ -66,7 +66,9 @@ def _public(module: Any) -> list[tuple[str, Any]]:
 
 
 def _members(cls: type) -> list[tuple[str, Any]]:
-    return [(f"{cls.__name__}.{n}", v) for n, v in vars(cls).items()
+    # dir(), not vars(): what a class inherits (AtomicWord.release) is public too.
+    members = [(n, inspect.getattr_static(cls, n)) for n in dir(cls)]
+    return [(f"{cls.__name__}.{n}", v) for n, v in members
             if not n.startswith("_") and (callable(v) or isinstance(v, property | classmethod))]
 
 
