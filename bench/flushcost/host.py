@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sgabench import guestjson
+
 __all__ = ["KERNELS", "default_kernel", "host_info", "kernel_identity", "run_guest"]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,8 +96,4 @@ def run_guest(plan: str, kernel: Path, *, memory: str, cpus: int, timeout: float
            "--", *guest_cmd]
     print(f"run-flushcost: {shlex.join(cmd)}", file=sys.stderr, flush=True)
     status = subprocess.run(cmd, cwd=REPO, check=False).returncode
-    try:
-        doc: dict[str, Any] = json.loads(out.read_text())
-    except (OSError, ValueError):
-        return status, None
-    return status, doc
+    return status, guestjson.load(out)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
@@ -11,20 +10,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from sgabench import guestjson
+
 __all__ = ["run_guest"]
 
 REPO = Path(__file__).resolve().parents[2]
 GUEST_SCRIPT = "bench/pgbench-guest"
 VM_RUN = REPO / "ci" / "vm-run"
-
-
-def _load(path: Path) -> dict[str, Any] | None:
-    try:
-        with path.open() as f:
-            doc: dict[str, Any] = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return doc
 
 
 def run_guest(guest_args: list[str], *, memory: str, cpus: int, timeout: float,
@@ -42,4 +34,4 @@ def run_guest(guest_args: list[str], *, memory: str, cpus: int, timeout: float,
                "--", *guest_cmd]
         print(f"run-pgbench: {shlex.join(cmd)}", file=sys.stderr, flush=True)
         status = subprocess.run(cmd, cwd=REPO, check=False).returncode
-        return status, _load(out)
+        return status, guestjson.load(out)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
@@ -22,6 +21,8 @@ if str(REPO / "ci") not in sys.path:
 
 from vmrun import provenance  # ci/ is not a package: on sys.path above
 from vmrun.cli import cache_root
+
+from . import guestjson
 
 
 def release_kernel() -> str | None:
@@ -47,15 +48,6 @@ def host_provenance() -> dict[str, Any]:
                       "accelerator": "none (host run, no guest)"}}
 
 
-def _load(path: Path) -> dict[str, Any] | None:
-    try:
-        with path.open() as f:
-            doc: dict[str, Any] = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return doc
-
-
 def run_host(guest_args: list[str]) -> tuple[int, dict[str, Any] | None]:
     """Run the guest side here, on the running kernel (tooling tests, no msharefs)."""
     with tempfile.TemporaryDirectory(prefix="sga-bench-") as tmp:
@@ -63,7 +55,7 @@ def run_host(guest_args: list[str]) -> tuple[int, dict[str, Any] | None]:
         cmd = [sys.executable, str(REPO / GUEST_SCRIPT), *guest_args, "--out", str(out),
                "--accelerator", "none (host run, no guest)"]
         status = subprocess.run(cmd, cwd=REPO, check=False).returncode
-        doc = _load(out)
+        doc = guestjson.load(out)
         if doc is not None:
             doc["provenance"] = host_provenance()
         return status, doc
@@ -90,7 +82,7 @@ def run_guest(guest_args: list[str], *, memory: str, cpus: int, timeout: float,
                "--", *guest_cmd]
         print(f"run-sga: {shlex.join(cmd)}", file=sys.stderr, flush=True)
         status = subprocess.run(cmd, cwd=REPO, check=False).returncode
-        doc = _load(out)
+        doc = guestjson.load(out)
         if doc is not None:
             doc["provenance"] = provenance.collect(
                 Path(kernel).resolve(), cpus=cpus, memory=memory, accelerator=accel,
