@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import harness
 import pytest
+import sdkgate
 
 import libmshare
 
-GUEST = os.environ.get("LIBMSHARE_GUEST") == "1"
 # Not -S: the compiled extension needs _cffi_backend from site-packages.
 PYTHON = [sys.executable]
 
@@ -62,11 +62,7 @@ with libmshare.attach(name) as r:
 
 @pytest.fixture
 def name() -> Iterator[str]:
-    if not GUEST:
-        pytest.skip("libmshare guest tests run only in our kernel (ci/vm-run sets LIBMSHARE_GUEST=1)")
-    if not libmshare.kernel_supports():
-        pytest.fail("LIBMSHARE_GUEST=1 but the kernel has no msharefs", pytrace=False)
-    libmshare.ensure_mounted()
+    sdkgate.sdk_mount()
     n = f"atomic-{os.getpid()}"
     libmshare.create(n, libmshare.alignment()).close()
     yield n

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import harness
 import pytest
+import sdkgate
 
 import libmshare
 
-GUEST = os.environ.get("LIBMSHARE_GUEST") == "1"
 # -S: libmshare needs only the standard library and comes from PYTHONPATH (the guest has
 # no console script); site's .pth processing is two thirds of an interpreter's start-up
 # under TCG.
@@ -27,11 +27,7 @@ PYTHON = [sys.executable, "-S"]
 
 @pytest.fixture
 def name() -> Iterator[str]:
-    if not GUEST:
-        pytest.skip("libmshare guest tests run only in our kernel (ci/vm-run sets LIBMSHARE_GUEST=1)")
-    if not libmshare.kernel_supports():
-        pytest.fail("LIBMSHARE_GUEST=1 but the kernel has no msharefs", pytrace=False)
-    libmshare.ensure_mounted()
+    sdkgate.sdk_mount()
     n = f"sdk-cli-{os.getpid()}"
     yield n
     try:

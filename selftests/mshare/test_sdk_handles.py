@@ -16,21 +16,17 @@ from collections.abc import Iterator
 
 import harness
 import pytest
+import sdkgate
 
 import libmshare
 
-GUEST = os.environ.get("LIBMSHARE_GUEST") == "1"
 PYTHON = [sys.executable, "-S"]  # see test_sdk_region.py: site costs most of a start-up
 _seq = itertools.count()
 
 
 @pytest.fixture
 def sdk_mount() -> str:
-    if not GUEST:
-        pytest.skip("libmshare guest tests run only in our kernel (ci/vm-run sets LIBMSHARE_GUEST=1)")
-    if not libmshare.kernel_supports():
-        pytest.fail("LIBMSHARE_GUEST=1 but the kernel has no msharefs", pytrace=False)
-    return libmshare.ensure_mounted()
+    return sdkgate.sdk_mount()
 
 
 @pytest.fixture

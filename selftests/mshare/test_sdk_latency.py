@@ -25,11 +25,11 @@ from pathlib import Path
 
 import harness
 import pytest
+import sdkgate
 
 import libmshare
 from libmshare import addrspace
 
-GUEST = os.environ.get("LIBMSHARE_GUEST") == "1"
 ITERATIONS = 60
 ROUNDS = 3
 # See the module docstring. Picking the start (reading /proc/self/maps for a free window)
@@ -102,11 +102,7 @@ int main(int argc, char **argv)
 
 @pytest.fixture
 def mount() -> str:
-    if not GUEST:
-        pytest.skip("libmshare guest tests run only in our kernel (ci/vm-run sets LIBMSHARE_GUEST=1)")
-    if not libmshare.kernel_supports():
-        pytest.fail("LIBMSHARE_GUEST=1 but the kernel has no msharefs", pytrace=False)
-    return libmshare.ensure_mounted()
+    return sdkgate.sdk_mount()
 
 
 def _compile_c(d: Path) -> Path:

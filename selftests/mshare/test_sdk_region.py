@@ -18,11 +18,11 @@ from collections.abc import Iterator
 
 import harness
 import pytest
+import sdkgate
 
 import libmshare
 from libmshare import Region, _libc
 
-GUEST = os.environ.get("LIBMSHARE_GUEST") == "1"
 # -S: libmshare needs only the standard library and comes from PYTHONPATH; site's .pth
 # processing is two thirds of an interpreter's start-up under TCG.
 PYTHON = [sys.executable, "-S"]
@@ -31,11 +31,7 @@ _seq = itertools.count()
 
 @pytest.fixture
 def sdk_mount() -> str:
-    if not GUEST:
-        pytest.skip("libmshare guest tests run only in our kernel (ci/vm-run sets LIBMSHARE_GUEST=1)")
-    if not libmshare.kernel_supports():
-        pytest.fail("LIBMSHARE_GUEST=1 but the kernel has no msharefs", pytrace=False)
-    return libmshare.ensure_mounted()
+    return sdkgate.sdk_mount()
 
 
 @pytest.fixture
