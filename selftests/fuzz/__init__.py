@@ -13,7 +13,7 @@ Run `python3 -m selftests.fuzz --help` (in the guest, as root).
 import sys
 from pathlib import Path
 
-# kapi (raw syscalls) and harness are the guest suite's; vmrun is ci's dmesg scanner.
+# kapi (raw syscalls), harness and kernellog are the guest suite's; vmrun is ci's dmesg scanner.
 for _dir in (Path(__file__).resolve().parents[1] / "mshare",
              Path(__file__).resolve().parents[2] / "ci"):
     if str(_dir) not in sys.path:

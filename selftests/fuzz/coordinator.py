@@ -21,6 +21,7 @@ from pathlib import Path
 
 import harness
 import kapi
+from kernellog import KernelLog
 
 from . import layout, worker
 from .layout import PAGE
@@ -52,27 +53,6 @@ class Result:
 def _scanner() -> object:
     from vmrun import dmesg  # the same scanner every guest run uses
     return dmesg
-
-
-class KernelLog:
-    """/dev/kmsg records written since the last take()."""
-
-    def __init__(self) -> None:
-        self.fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
-        os.lseek(self.fd, 0, os.SEEK_END)
-
-    def take(self) -> list[str]:
-        out: list[str] = []
-        while True:
-            try:
-                rec = os.read(self.fd, 8192)
-            except BlockingIOError:
-                return out
-            except BrokenPipeError:
-                continue
-            if not rec:
-                return out
-            out.append(rec.decode(errors="replace").rstrip("\n"))
 
 
 def _compact_forever(stop: threading.Event) -> None:

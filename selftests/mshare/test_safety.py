@@ -19,6 +19,7 @@ from pathlib import Path
 import harness
 import kapi
 import pytest
+from kernellog import KernelLog
 
 PAGE = kapi.PAGE
 NPAGES = 64
@@ -108,30 +109,10 @@ def _readonly_sharer(r: harness.Region, ready: harness.Counter) -> None:
         signal.pause()
 
 
-def _kmsg_from_end() -> int:
-    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
-    os.lseek(fd, 0, os.SEEK_END)
-    return fd
-
-
-def _kmsg_lines(fd: int) -> list[str]:
-    out: list[str] = []
-    while True:
-        try:
-            rec = os.read(fd, 4096)
-        except BlockingIOError:
-            return out
-        except BrokenPipeError:  # records overwritten meanwhile: go on
-            continue
-        if not rec:
-            return out
-        out.append(rec.decode(errors="replace"))
-
-
 @pytest.mark.timeout(600)
 def test_mrelease_of_readonly_sharer_keeps_shared_ptes(region: harness.Region) -> None:
     fill(region.start, 3)
-    kmsg = _kmsg_from_end()
+    kmsg = KernelLog()
     try:
         for it in range(40):
             ready = harness.Counter()
@@ -152,10 +133,10 @@ def test_mrelease_of_readonly_sharer_keeps_shared_ptes(region: harness.Region) -
             assert present(region.start) == NPAGES, \
                 f"iteration {it}: reaping a read-only sharer cleared the shared PTEs"
         assert first_bad_page(region.start, 3) is None
-        bad = [line for line in _kmsg_lines(kmsg) if "rss-counter" in line]
+        bad = [line for line in kmsg.take() if "rss-counter" in line]
         assert not bad, bad
     finally:
-        os.close(kmsg)
+        kmsg.close()
 
 
 # ---------------------------------------------------------------- secondary MMUs (item 3)
