@@ -209,8 +209,8 @@ class Coordinator:
     def check_regions(self, batch: int) -> None:
         for v in self.views:
             for off in layout.data_pages(v.size):
-                want = bytes([layout.data_byte(batch, v.index, off)]) * 2
-                got = kapi.peek(v.start + off, 1) + kapi.peek(v.start + off + PAGE - 1, 1)
+                want = layout.data_want(batch, v.index, off)
+                got = layout.peek_data(v.start, off)
                 if got != want:
                     self.result.findings.append(
                         f"batch {batch}: data page {off // PAGE} of region {v.index} "

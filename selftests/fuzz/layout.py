@@ -31,6 +31,17 @@ def data_byte(batch: int, region: int, off: int) -> int:
     return (batch * 131 + region * 29 + off // PAGE * 7 + 1) % 251 + 1
 
 
+# The coordinator after a batch and the workers during it check data pages alike.
+def data_want(batch: int, region: int, off: int) -> bytes:
+    """What peek_data() must read from the data page at ``off`` in this batch."""
+    return bytes([data_byte(batch, region, off)]) * 2
+
+
+def peek_data(start: int, off: int) -> bytes:
+    """The first and last byte of the data page at ``off`` of a window mapped at ``start``."""
+    return kapi.peek(start + off, 1) + kapi.peek(start + off + PAGE - 1, 1)
+
+
 def slot_offsets(worker: int) -> list[int]:
     base = SLOT_BASE + worker * SLOT_PAGES
     return [(base + i) * PAGE for i in range(SLOT_PAGES)]

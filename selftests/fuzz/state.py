@@ -78,8 +78,7 @@ class Worker:
         return self.shadow.get((v.index, off), 0)
 
     def check_data(self, v: View, off: int, what: str) -> None:
-        want = bytes([layout.data_byte(self.batch, v.index, off)])
-        got = kapi.peek(v.start + off, 1) + kapi.peek(v.start + off + layout.PAGE - 1, 1)
+        got = layout.peek_data(v.start, off)
         v.linked = True
         self.expect(f"{what}: data page {off // layout.PAGE} of region {v.index}",
-                    got, want * 2)
+                    got, layout.data_want(self.batch, v.index, off))
