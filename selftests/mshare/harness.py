@@ -257,11 +257,7 @@ class Regions:
                 kapi.munmap(addr, size)
             except OSError:
                 pass
-        for fd in self.fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        close_quietly(*self.fds)
         for p in self.paths:
             try:
                 os.unlink(p)
@@ -438,6 +434,15 @@ def death_signal(fn: Callable[..., Any], *args: Any, timeout: float = 60.0) -> i
     return os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
 
 
+def close_quietly(*fds: int) -> None:
+    """Close each fd; one that is closed already (a second close()) is no error."""
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 class Gate:
     """A one-shot barrier over a pipe: children block in wait() until the parent opens it."""
 
@@ -458,11 +463,7 @@ class Gate:
         os.write(self.w, b"g")  # level-triggered: wakes every waiter at once
 
     def close(self) -> None:
-        for fd in (self.r, self.w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        close_quietly(self.r, self.w)
 
 
 class Counter:
@@ -485,11 +486,7 @@ class Counter:
             self.got += len(os.read(self.r, n - self.got))
 
     def close(self) -> None:
-        for fd in (self.r, self.w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        close_quietly(self.r, self.w)
 
 
 def run_python(code: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
