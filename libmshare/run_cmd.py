@@ -43,6 +43,7 @@ __all__ = [
     "preload_env",
     "preload_library",
     "prepare_dir",
+    "readable_by",
     "register",
 ]
 
@@ -83,39 +84,86 @@ def _fresh(lib: Path) -> bool:
         return True
 
 
-def preload_library() -> Path:
+def _own_dir(digest: str) -> Path:
+    """<tmp>/libmshare-preload-<uid>-<digest>: made by this user, mode 0755."""
+    dest = Path(tempfile.gettempdir()) / f"libmshare-preload-{os.getuid()}-{digest}"
+    dest.mkdir(mode=0o755, exist_ok=True)
+    st = dest.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise PermissionError(f"refusing to use {dest}: not this user's, or writable by "
+                              "others")
+    return dest
+
+
+def readable_by(user: str, path: Path) -> bool:
+    """Whether ``user`` may read ``path``: asked of the kernel in a child that becomes
+    that user (groups, modes of every directory on the way, ACLs: all counted)."""
+    pw = pwd.getpwnam(user)
+    if pw.pw_uid == os.geteuid():
+        return os.access(path, os.R_OK)
+    pid = os.fork()
+    if pid == 0:
+        code = 2
+        try:
+            os.initgroups(pw.pw_name, pw.pw_gid)
+            os.setgid(pw.pw_gid)
+            os.setuid(pw.pw_uid)
+            code = 0 if os.access(path, os.R_OK) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def preload_library(user: str | None = None) -> Path:
     """The preload library: $MSHARE_PRELOAD_LIB, else the one the pip install built.
 
     If that one is missing or older than its source (the checkout changed since the
-    install), the source is compiled into a temporary directory anyone may read (the
-    command may run as another user), keyed by the source's hash so it is built once.
+    install), the source is compiled into a temporary directory anyone may read, keyed
+    by the source's hash so it is built once.  With ``user`` (whom the command will run
+    as), a library that user cannot read (a checkout under root's mode-0700 home, say:
+    the dynamic loader would skip it without failing) is copied to such a directory.
     """
     override = os.environ.get(LIBRARY_ENV)
     if override:
-        return Path(override)
-    if _fresh(PRELOAD_LIBRARY):
-        return PRELOAD_LIBRARY
-    digest = hashlib.sha256(PRELOAD_SOURCE.read_bytes()).hexdigest()[:16]
-    dest = Path(tempfile.gettempdir()) / f"libmshare-preload-{os.getuid()}-{digest}"
-    lib = dest / PRELOAD_LIBRARY.name
-    if lib.exists() and dest.stat().st_uid == os.getuid():
+        lib = Path(override)
+    elif _fresh(PRELOAD_LIBRARY):
+        lib = PRELOAD_LIBRARY
+    else:
+        digest = hashlib.sha256(PRELOAD_SOURCE.read_bytes()).hexdigest()[:16]
+        dest = _own_dir(digest)
+        lib = dest / PRELOAD_LIBRARY.name
+        if not lib.exists():
+            _say(f"{PRELOAD_LIBRARY} is missing or older than its source; building {lib} "
+                 "(reinstall with ci/setup or pip install -e . to refresh it)")
+            build_preload(dest)
+    if user is None or readable_by(user, lib):
         return lib
-    dest.mkdir(mode=0o755, exist_ok=True)
-    if dest.stat().st_uid != os.getuid() or dest.stat().st_mode & 0o022:
-        raise PermissionError(f"refusing to use {dest}: not this user's, or writable by "
-                              "others")
-    _say(f"{PRELOAD_LIBRARY} is missing or older than its source; built {lib} "
-         "(reinstall with ci/setup or pip install -e . to refresh it)")
-    return build_preload(dest)
+    try:
+        data = lib.read_bytes()
+    except OSError:
+        raise PermissionError(
+            f"{user} cannot read the preload library {lib}: install libmshare where "
+            f"{user} can read it, or set {LIBRARY_ENV} to a copy it can read") from None
+    copy = _own_dir(hashlib.sha256(data).hexdigest()[:16]) / PRELOAD_LIBRARY.name
+    if not copy.exists():
+        tmp = copy.with_suffix(f".so.{os.getpid()}")
+        tmp.write_bytes(data)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, copy)
+    _say(f"{user} cannot read {lib}; preloading a copy, {copy}")
+    return copy
 
 
 def preload_env(directory: str, *, mount: str, threshold: int = DEFAULT_THRESHOLD,
                 hugetlb: str = "refuse", fallback: bool = False,
-                base: Mapping[str, str] | None = None) -> dict[str, str]:
+                base: Mapping[str, str] | None = None,
+                user: str | None = None) -> dict[str, str]:
     """The environment that puts a command's big shared mapping in msharefs (base: the
-    environment to extend, default this process's)."""
+    environment to extend, default this process's; user: whom the command runs as,
+    default this process's user)."""
     env = dict(os.environ if base is None else base)
-    lib = str(preload_library())
+    lib = str(preload_library(user))
     old = [p for p in env.get("LD_PRELOAD", "").replace(":", " ").split() if p != lib]
     env["LD_PRELOAD"] = " ".join([lib, *old])
     env["MSHARE_PRELOAD_MOUNT"] = mount
@@ -188,7 +236,7 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     if args.prepare:
         return {"directory": directory, "owner": pw.pw_name}
     env = preload_env(directory, mount=mount, threshold=args.threshold,
-                      hugetlb=args.hugetlb, fallback=args.fallback)
+                      hugetlb=args.hugetlb, fallback=args.fallback, user=pw.pw_name)
     if args.print_env:
         keys = ["LD_PRELOAD", *sorted(k for k in env if k.startswith("MSHARE_PRELOAD_"))]
         return {"env": {k: env[k] for k in keys}}

@@ -202,7 +202,8 @@ class Cluster:
         return int(self.run(args).stdout.strip().rstrip("MB"))
 
     def preload_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        env = run_cmd.preload_env(self.region_dir, mount=self.mount, base={})
+        env = run_cmd.preload_env(self.region_dir, mount=self.mount, base={},
+                                  user=self.pw.pw_name)
         fake = os.environ.get(fs.FAKE_MOUNT_ENV)
         if fake:  # the SDK's host-test hook: regions emulated by ordinary files
             env[fs.FAKE_MOUNT_ENV] = fake

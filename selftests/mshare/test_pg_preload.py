@@ -88,9 +88,10 @@ def run_child(env: dict[str, str], *args: str, user: str | None = None,
     return json.loads(p.stdout), p.stderr
 
 
-def env_for(region_dir: str, mount: str, **extra: str) -> dict[str, str]:
+def env_for(region_dir: str, mount: str, user: str | None = None,
+            **extra: str) -> dict[str, str]:
     env = run_cmd.preload_env(region_dir, mount=mount, threshold=32 << 20,
-                              base={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+                              base={"PATH": "/usr/bin:/bin", "HOME": "/tmp"}, user=user)
     env.update(extra)
     return env
 
@@ -139,7 +140,7 @@ def test_hugetlb_request_gets_enomem(msharefs: str, region_dir: str) -> None:
 def test_unwritable_directory_fails_clearly(msharefs: str, region_dir: str) -> None:
     """nobody may not create regions in postgres's directory: the mmap fails with EACCES
     and a line naming the directory; with MSHARE_PRELOAD_FALLBACK=1 it maps normally."""
-    env = env_for(region_dir, msharefs)
+    env = env_for(region_dir, msharefs, user=pwd.getpwuid(harness.NOBODY).pw_name)
     nobody = {"user": harness.NOBODY, "group": harness.NOBODY, "extra_groups": []}
     # Debian's python3: root's interpreter lives under /root (mode 0700).
     p = subprocess.run(["/usr/bin/python3", "-c", CHILD, str(SIZE), msharefs], env=env,
@@ -158,16 +159,28 @@ def test_unwritable_directory_fails_clearly(msharefs: str, region_dir: str) -> N
     assert "mapped without msharefs" in p.stderr
 
 
+# `mshare run` as USER: imported as root (the checkout may sit under root's mode-0700
+# home, as in ci/fresh-machine's clone), then the process becomes USER and runs the CLI.
+AS_USER_CLI = textwrap.dedent("""
+    import os, pwd, sys
+    from libmshare import cli, run_cmd  # run_cmd: cli imports it only when parsing
+    pw = pwd.getpwnam(sys.argv[1])
+    os.initgroups(pw.pw_name, pw.pw_gid); os.setgid(pw.pw_gid); os.setuid(pw.pw_uid)
+    sys.exit(cli.main(sys.argv[2:]))
+""")
+
+
 def test_mshare_run_as_postgres(msharefs: str, region_dir: str) -> None:
-    """`mshare run` by a user who is not root (Debian's python3, the checkout on its
-    path): the default directory is <mount>/<user>, and the mapping is moved."""
-    pw = pwd.getpwnam(USER)
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": str(harness.REPO)}
-    p = subprocess.run(["/usr/bin/python3", "-m", "libmshare.cli", "run", "--",
-                        "/usr/bin/python3",
-                        "-c", CHILD, str(SIZE), msharefs], env=env, cwd="/",
-                       capture_output=True, text=True, check=False, user=pw.pw_uid,
-                       group=pw.pw_gid, extra_groups=[], timeout=harness.scaled(180))
+    """`mshare run` by a user who is not root: the default directory is <mount>/<user>,
+    and the mapping is moved.  The library comes from MSHARE_PRELOAD_LIB, a copy the
+    user can read, as an administrator would install it."""
+    lib = run_cmd.preload_library(USER)
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", run_cmd.LIBRARY_ENV: str(lib),
+           "PYTHONPATH": str(harness.REPO)}
+    p = subprocess.run([sys.executable, "-c", AS_USER_CLI, USER, "run", "--",
+                        "/usr/bin/python3", "-c", CHILD, str(SIZE), msharefs], env=env,
+                       cwd="/", capture_output=True, text=True, check=False,
+                       timeout=harness.scaled(180))
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert len(out["maps"]) == 1 and out["maps"][0][5].startswith(f"{region_dir}/anon-")
