@@ -105,9 +105,7 @@ def readable_by(user: str, path: Path) -> bool:
     if pid == 0:
         code = 2
         try:
-            os.initgroups(pw.pw_name, pw.pw_gid)
-            os.setgid(pw.pw_gid)
-            os.setuid(pw.pw_uid)
+            _become(pw)
             code = 0 if os.access(path, os.R_OK) else 1
         finally:
             os._exit(code)
@@ -211,10 +209,15 @@ def _default_dir(mount: str, user: str) -> str:
     return own if os.path.isdir(own) else mount
 
 
-def _drop_to(pw: pwd.struct_passwd, env: dict[str, str]) -> None:
+def _become(pw: pwd.struct_passwd) -> None:
+    """Take on the user's groups, gid and uid, for good."""
     os.initgroups(pw.pw_name, pw.pw_gid)
     os.setgid(pw.pw_gid)
     os.setuid(pw.pw_uid)
+
+
+def _drop_to(pw: pwd.struct_passwd, env: dict[str, str]) -> None:
+    _become(pw)
     env.update(USER=pw.pw_name, LOGNAME=pw.pw_name, HOME=pw.pw_dir)
 
 
