@@ -1,6 +1,8 @@
 """python3 -m selftests.fuzz [--seed N] [--seconds S] [--workers W] [--ops K] [--json FILE]
+                            [--beside stress-ng] [--beside trinity]
 
-Short mode (CI): a few minutes with a fixed seed.  Long mode: --seconds 3600 or more.
+Short mode (CI): a few minutes with a fixed seed.  Long mode: --seconds 3600 or more,
+optionally with stress-ng's memory stressors and trinity's vm group running beside.
 Exits 0 when no finding and no kernel splat, 1 otherwise; the seed reproduces a run.
 """
 
@@ -13,6 +15,7 @@ import os
 import random
 import sys
 
+from .beside import TOOLS, ToolMissing, check_installed
 from .coordinator import fuzz
 
 
@@ -24,18 +27,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=6)
     p.add_argument("--ops", type=int, default=60, help="calls per worker and batch")
     p.add_argument("--json", help="write the result here")
+    p.add_argument("--beside", action="append", default=[], choices=TOOLS,
+                   help="also run this tool all along (repeatable)")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         p.error("run as root in a guest with msharefs mounted")
+    try:
+        check_installed(args.beside)
+    except ToolMissing as e:
+        p.error(str(e))
     seed = args.seed if args.seed is not None else random.SystemRandom().getrandbits(32)
+    beside = f", beside: {' '.join(args.beside)}" if args.beside else ""
     print(f"regionfuzz: seed {seed}, {args.seconds:.0f} s, {args.workers} workers x "
-          f"{args.ops} calls per batch", flush=True)
-    res = fuzz(seed, args.seconds, args.workers, args.ops)
+          f"{args.ops} calls per batch{beside}", flush=True)
+    res = fuzz(seed, args.seconds, args.workers, args.ops, beside=args.beside)
     print(f"regionfuzz: {res.batches} batches, {res.workers} workers ({res.killed} "
           f"SIGKILLed), {res.ops} calls, regions made {res.recreated} times, "
           f"{res.seconds} s")
     for name in sorted(res.counts):
         print(f"  {name:18} {res.counts[name]}")
+    for name, report in res.beside.items():
+        assert isinstance(report, dict)
+        print(f"  beside: {name} exit {report['exit']}: {report['tail']}")
     for finding in res.findings:
         print(f"FINDING: {finding}")
     for s in res.splats:

@@ -24,6 +24,7 @@ import kapi
 from kernellog import KernelLog
 
 from . import layout, worker
+from .beside import Beside
 from .layout import PAGE
 from .state import NOREPLACE, RW, View
 
@@ -44,6 +45,7 @@ class Result:
     findings: list[str] = field(default_factory=list)
     splats: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    beside: dict[str, object] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -223,12 +225,15 @@ class Coordinator:
 
 
 def fuzz(seed: int, seconds: float, workers: int, ops_per_worker: int,
-         tag: str = "f") -> Result:
-    """Run batches until `seconds` have passed (at least one batch)."""
+         tag: str = "f", beside: list[str] | None = None) -> Result:
+    """Run batches until `seconds` have passed (at least one batch), with compaction and
+    the `beside` tools (see beside.py) running all along."""
     coord = Coordinator(seed, workers, ops_per_worker, tag)
     log = KernelLog()
     stop = threading.Event()
     compactor = threading.Thread(target=_compact_forever, args=(stop,), daemon=True)
+    load = Beside(beside or [], seed, seconds)
+    load.start()
     compactor.start()
     start = time.monotonic()
     batch = 0
@@ -242,6 +247,8 @@ def fuzz(seed: int, seconds: float, workers: int, ops_per_worker: int,
     finally:
         stop.set()
         compactor.join()
+        coord.result.beside, problems = load.stop()
+        coord.result.findings += problems
         coord.drop_regions()
         coord.scan_log(log)
         coord.result.seconds = round(time.monotonic() - start, 1)
