@@ -10,10 +10,11 @@ backend's own (about 150-250 KiB), which sets shared_buffers; the table fills mo
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["PLANS", "Plan"]
+__all__ = ["PLANS", "Plan", "positive"]
 
 MiB = 1 << 20
 
@@ -53,3 +54,11 @@ PLANS: dict[str, Plan] = {
     "sweep": Plan("sweep", 512, 20, [1, 10, 50, 100, 200, 300], reps=3, transactions=20,
                   connect_transactions=3, memory="10G"),
 }
+
+
+def positive(text: str) -> int:
+    """argparse type of --repeat and --transactions."""
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
