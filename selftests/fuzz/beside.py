@@ -6,8 +6,8 @@ fuzzer's workers map, zap and release windows:
 
 - stress-ng (as root): memory stressors that fault, remap, protect, lock and madvise
   their own memory and keep the guest under memory pressure;
-- trinity (as nobody, as its authors advise): its `vm` system-call group, with its
-  victim files on a tmpfs of its own, never on a folder shared with the host.
+- trinity (as nobody, as its authors advise): the mm system calls (`-c` each), with
+  its victim files on a tmpfs of its own, never on a folder shared with the host.
 
 Both take their seed from the fuzzer's.  A tool that is gone before the fuzz ends did not
 run beside it, and that fails the run (`Beside.stop()` says so).
@@ -32,6 +32,13 @@ STRESS_NG_STRESSORS = (
     ("mlock", "1"), ("mincore", "1"), ("mprotect", "1"), ("page-in", None),
 )
 TRINITY_CHILDREN = 2
+# Its calls, limited with -c to the mm ones (64-bit): the vm group plus the GUP users.
+TRINITY_CALLS = (
+    "mmap", "munmap", "mremap", "mprotect", "madvise", "mlock", "mlock2", "munlock",
+    "mlockall", "munlockall", "mincore", "msync", "mbind", "set_mempolicy",
+    "get_mempolicy", "migrate_pages", "move_pages", "remap_file_pages", "memfd_create",
+    "userfaultfd", "process_vm_readv", "process_vm_writev",
+)
 TMPFS_SIZE = "64m"
 STOP_GRACE_S = 20.0
 
@@ -61,8 +68,9 @@ def stress_ng_argv(seed: int, seconds: float, tmp: Path) -> list[str]:
 
 
 def trinity_argv(seed: int, victims: Path) -> list[str]:
-    """trinity's vm group until stopped, no log files."""
-    return ["trinity", "-q", "-l", "off", "-g", "vm", "-C", str(TRINITY_CHILDREN),
+    """trinity on the mm calls until stopped, no log files."""
+    calls = [arg for name in TRINITY_CALLS for arg in ("-c", name)]
+    return ["trinity", "-q", "-l", "off", "-a", "64", *calls, "-C", str(TRINITY_CHILDREN),
             "-s", str(seed & 0x7FFFFFFF), "-V", str(victims)]
 
 

@@ -23,10 +23,14 @@ def test_stress_ng_argv_carries_seed_temp_path_and_backstop_timeout(tmp_path: Pa
         assert argv[argv.index(stressor) + 1] == "1"
 
 
-def test_trinity_argv_runs_the_vm_group_without_log_files(tmp_path: Path) -> None:
+def test_trinity_argv_limits_calls_to_mm_without_log_files(tmp_path: Path) -> None:
     argv = beside.trinity_argv(2**40 + 5, tmp_path)
-    assert argv == ["trinity", "-q", "-l", "off", "-g", "vm", "-C", "2", "-s", "5",
-                    "-V", str(tmp_path)]
+    assert argv[:6] == ["trinity", "-q", "-l", "off", "-a", "64"]
+    assert argv[-6:] == ["-C", "2", "-s", "5", "-V", str(tmp_path)]
+    calls = argv[6:-6]
+    assert calls[0::2] == ["-c"] * len(beside.TRINITY_CALLS)
+    assert {"mmap", "munmap", "mremap", "madvise", "mlockall", "process_vm_writev"} <= set(
+        calls[1::2])
 
 
 def test_unknown_tool_is_refused_by_name() -> None:
