@@ -40,6 +40,9 @@ TRINITY_CALLS = (
     "userfaultfd", "process_vm_readv", "process_vm_writev",
 )
 TMPFS_SIZE = "64m"
+# Not $TMPDIR: in our guests it lies under root's home (mode 0700), where trinity, as
+# nobody, finds no victim files and bails out before its first call.
+PARENT = "/tmp"
 STOP_GRACE_S = 20.0
 
 
@@ -71,7 +74,7 @@ def trinity_argv(seed: int, victims: Path) -> list[str]:
     """trinity on the mm calls until stopped, no log files."""
     calls = [arg for name in TRINITY_CALLS for arg in ("-c", name)]
     return ["trinity", "-q", "-l", "off", "-a", "64", *calls, "-C", str(TRINITY_CHILDREN),
-            "-s", str(seed & 0x7FFFFFFF), "-V", str(victims)]
+            "--disable-fds=sockets", "-s", str(seed & 0x7FFFFFFF), "-V", str(victims)]
 
 
 @dataclass
@@ -96,7 +99,7 @@ class Beside:
         check_installed(self.tools)
         if not self.tools:
             return
-        self.tmp = Path(tempfile.mkdtemp(prefix="regionfuzz-beside-"))
+        self.tmp = Path(tempfile.mkdtemp(prefix="regionfuzz-beside-", dir=PARENT))
         subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0755",
                         "regionfuzz-beside", str(self.tmp)], check=True)
         for name in self.tools:

@@ -26,8 +26,8 @@ def test_stress_ng_argv_carries_seed_temp_path_and_backstop_timeout(tmp_path: Pa
 def test_trinity_argv_limits_calls_to_mm_without_log_files(tmp_path: Path) -> None:
     argv = beside.trinity_argv(2**40 + 5, tmp_path)
     assert argv[:6] == ["trinity", "-q", "-l", "off", "-a", "64"]
-    assert argv[-6:] == ["-C", "2", "-s", "5", "-V", str(tmp_path)]
-    calls = argv[6:-6]
+    assert argv[-7:] == ["-C", "2", "--disable-fds=sockets", "-s", "5", "-V", str(tmp_path)]
+    calls = argv[6:-7]
     assert calls[0::2] == ["-c"] * len(beside.TRINITY_CALLS)
     assert {"mmap", "munmap", "mremap", "madvise", "mlockall", "process_vm_writev"} <= set(
         calls[1::2])
@@ -79,3 +79,4 @@ def test_a_running_tool_is_stopped_with_sigint(tmp_path: Path) -> None:
     assert problems == []
     assert report["trinity"]["exit"] == 0  # type: ignore[index]
     assert report["trinity"]["tail"] == "ready\nstopped"  # type: ignore[index]
+
