@@ -10,7 +10,9 @@ fuzzer's workers map, zap and release windows:
   its victim files on a tmpfs of its own, never on a folder shared with the host.
 
 Both take their seed from the fuzzer's.  A tool that is gone before the fuzz ends did not
-run beside it, and that fails the run (`Beside.stop()` says so).
+run beside it, and that fails the run (`Beside.stop()` says so).  Their exit statuses are
+recorded, not judged: stress-ng fails its own counter check for any stressor instance the
+OOM killer SIGKILLs (selftests/results/fuzz/stress-ng-sigkill-control.md).
 """
 
 from __future__ import annotations
