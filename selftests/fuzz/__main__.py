@@ -2,7 +2,7 @@
                             [--beside stress-ng] [--beside trinity]
 
 Short mode (CI): a few minutes with a fixed seed.  Long mode: --seconds 3600 or more,
-optionally with stress-ng's memory stressors and trinity's vm group running beside.
+optionally with stress-ng's memory stressors and trinity's mm calls running beside.
 Exits 0 when no finding and no kernel splat, 1 otherwise; the seed reproduces a run.
 """
 

@@ -18,6 +18,7 @@ OOM killer SIGKILLs (selftests/results/fuzz/stress-ng-sigkill-control.md).
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -113,18 +114,19 @@ class Beside:
                 victims = self.tmp / "trinity"
                 victims.mkdir()
                 (victims / "victim").write_bytes(b"\0" * 65536)
+                nobody = pwd.getpwnam("nobody")
                 for path in (victims, victims / "victim"):
-                    os.chown(path, 65534, 65534)
-                self._spawn(name, trinity_argv(self.seed, victims), victims,
-                            user="nobody")
+                    os.chown(path, nobody.pw_uid, nobody.pw_gid)
+                self._spawn(name, trinity_argv(self.seed, victims), victims, user=nobody)
 
-    def _spawn(self, name: str, argv: list[str], cwd: Path, user: str | None = None) -> None:
+    def _spawn(self, name: str, argv: list[str], cwd: Path,
+               user: pwd.struct_passwd | None = None) -> None:
         assert self.tmp is not None
         log = self.tmp / f"{name}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                    user=user, group=user and "nogroup",
+                                    user=user and user.pw_uid, group=user and user.pw_gid,
                                     extra_groups=[] if user else None)
         self.running.append(Running(name, argv, proc, log))
 
@@ -155,7 +157,7 @@ def _end(proc: subprocess.Popen[bytes]) -> int:
         os.killpg(proc.pid, signal.SIGINT)
         return proc.wait(timeout=STOP_GRACE_S)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        _killpg(proc.pid)
         return proc.wait()
     finally:
         _killpg(proc.pid)

@@ -137,6 +137,12 @@ class Pg:
         c = self.cluster
         return c.start("msharefs", c.settings("msharefs", "64MB", 40, {**SETTINGS, **extra}))
 
+    def ensure_tables(self) -> None:
+        """pgbench's tables (scale 1), made once for the module on a running server."""
+        if not self.tables:
+            self.cluster.pgbench_init(1)
+            self.tables = True
+
     def region_lines(self, pid: int | None = None) -> list[str]:
         return region_maps(self.cluster.pid if pid is None else pid, self.region_dir)
 
@@ -188,9 +194,7 @@ def running(pg: Pg) -> Pg:
     """A server on msharefs with pgbench's tables (scale 1)."""
     if pg.cluster.proc is None:
         pg.start()
-    if not pg.tables:
-        pg.cluster.pgbench_init(1)
-        pg.tables = True
+    pg.ensure_tables()
     return pg
 
 
@@ -213,9 +217,7 @@ def test_pg_segment_is_a_region(stopped: Pg) -> None:
     lo, hi = (int(x, 16) for x in lines[0].split()[0].split("-"))
     assert lo % harness.alignment() == 0 and (hi - lo) % harness.alignment() == 0
     assert lines[0].endswith("(deleted)") and os.listdir(pg.region_dir) == []
-    if not pg.tables:
-        pg.cluster.pgbench_init(1)
-        pg.tables = True
+    pg.ensure_tables()
     with pg.cluster.connect() as s:
         backend = s.pid
         s.query("select count(*) from pgbench_branches")
