@@ -47,6 +47,9 @@ TMPFS_SIZE = "64m"
 # nobody, finds no victim files and bails out before its first call.
 PARENT = "/tmp"
 STOP_GRACE_S = 20.0
+# stop() ends a tool with SIGINT, but a job started in the background (`cmd &`) inherits
+# it ignored (a shell cannot even trap it then): coreutils' env gives it back its default.
+DEFAULT_SIGINT = ("env", "--default-signal=INT")
 
 
 class ToolMissing(RuntimeError):
@@ -124,7 +127,8 @@ class Beside:
         assert self.tmp is not None
         log = self.tmp / f"{name}.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
+            proc = subprocess.Popen([*DEFAULT_SIGINT, *argv], cwd=cwd,
+                                    stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True,
                                     user=user and user.pw_uid, group=user and user.pw_gid,
                                     extra_groups=[] if user else None)

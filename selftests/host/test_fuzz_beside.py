@@ -3,6 +3,7 @@ lines it gives stress-ng and trinity, and its refusals."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -64,19 +65,23 @@ def test_a_tool_gone_early_is_a_problem(tmp_path: Path) -> None:
                                    "tail": "stress-ng: error: no stressors"}
 
 
-def test_a_running_tool_is_stopped_with_sigint(tmp_path: Path) -> None:
+def test_a_running_tool_is_stopped_with_sigint_even_if_started_with_it_ignored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a background job (`cmd &`) inherits: the first fresh-machine run had it, and
+    # the tool got SIGKILLed (exit -9) after the grace period instead.
+    monkeypatch.setattr(beside, "STOP_GRACE_S", 5.0)
+    load = beside.Beside(["trinity"], 1, 10.0, tmp=tmp_path)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        load._spawn("trinity", ["sh", "-c", ("trap 'echo stopped; exit 0' INT; echo ready; "
+                                             "while :; do sleep 0.05; done")], tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     log = tmp_path / "trinity.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            ["sh", "-c", ("trap 'echo stopped; exit 0' INT; echo ready; "
-                          "while :; do sleep 0.05; done")],
-            stdout=out, start_new_session=True)
     while "ready" not in log.read_text():  # the trap is set
         time.sleep(0.01)
-    load = beside.Beside(["trinity"], 1, 10.0)
-    load.running.append(beside.Running("trinity", ["trinity"], proc, log))
+    load.tmp = None  # tmp_path is no tmpfs of the tool's own: nothing to unmount
     report, problems = load.stop()
     assert problems == []
     assert report["trinity"]["exit"] == 0  # type: ignore[index]
     assert report["trinity"]["tail"] == "ready\nstopped"  # type: ignore[index]
-
