@@ -154,17 +154,15 @@ class Beside:
 
 def _end(proc: subprocess.Popen[bytes]) -> int:
     """SIGINT (both tools stop cleanly on it), then SIGKILL their whole session."""
-    if proc.poll() is not None:
-        _killpg(proc.pid)
-        return proc.returncode
     try:
-        os.killpg(proc.pid, signal.SIGINT)
-        return proc.wait(timeout=STOP_GRACE_S)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=STOP_GRACE_S)
     except subprocess.TimeoutExpired:
-        _killpg(proc.pid)
-        return proc.wait()
+        pass
     finally:
         _killpg(proc.pid)
+    return proc.wait()
 
 
 def _killpg(pgid: int) -> None:
