@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import mmap as _pymmap
 import resource
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import AddressRangeError, AlignmentError
 from .sizes import format_size
@@ -48,11 +48,17 @@ _DEFAULT_MMAP_RND_BITS = 28  # x86_64 default; /proc/sys/vm/mmap_rnd_bits is roo
 
 @dataclass(frozen=True)
 class MapEntry:
-    """One line of ``/proc/PID/maps``: ``[start, end)`` and the mapped file's name."""
+    """One line of ``/proc/PID/maps``: ``[start, end)`` and the mapped file's name.
+
+    The permissions, file offset and inode are kept for readers that look at them; an
+    entry compares equal to another by range and name alone."""
 
     start: int
     end: int
     name: str
+    perms: str = field(default="", compare=False)
+    offset: int = field(default=0, compare=False)
+    inode: int = field(default=0, compare=False)
 
 
 def parse_maps(text: str) -> list[MapEntry]:
@@ -63,7 +69,8 @@ def parse_maps(text: str) -> list[MapEntry]:
         if not fields:
             continue
         lo, _, hi = fields[0].partition("-")
-        entries.append(MapEntry(int(lo, 16), int(hi, 16), fields[5] if len(fields) > 5 else ""))
+        entries.append(MapEntry(int(lo, 16), int(hi, 16), fields[5] if len(fields) > 5 else "",
+                                fields[1], int(fields[2], 16), int(fields[4])))
     return entries
 
 

@@ -3,23 +3,16 @@ goal judged against the spread. (bench/ has no test directory of its own; the re
 plot are tested in selftests/host/test_sga_bench.py.)"""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-for p in (str(REPO), str(REPO / "bench")):
-    if p not in sys.path:
-        sys.path.insert(0, p)
-
+from examples.sga.result import RunResult
 from sgabench import guest as sga_guest
 from sgabench.plans import Case
 from sgabench.report import report, throughput_goal
 from sgabench.runs import cases_of, rotation, spread
-
-from examples.sga.result import RunResult
 
 S = 64 << 20
 

@@ -7,6 +7,7 @@ log and debugfs stay out of it.
 from pathlib import Path
 
 import pytest
+
 from vmrun import cli, provenance, status, vng
 
 FAKE_VNG = """#!/bin/sh

@@ -3,34 +3,25 @@
 Every result file the project commits carries this record, so a number can be traced to
 the commit, the exact kernel build (kernel-build/build's cache key, whose meta.json names
 the series, the fragments and the revision it was built from) and the guest it ran in.
-ci/vm-run prints it as one line (`vm-run: provenance: {...}`) and saves it in the scratch
-directory; the writers of result files (ci/run-suite, ci/run-mm-selftests, bench/run-sga)
-put it into what they write.
+It is made from the Build the guest was booted from; vmrun.run returns it in its result
+(ci/vm-run --json writes it), saves it in the scratch directory and prints it as a log
+line (`vm-run: provenance: {...}`) for the console log.  The writers of result files
+(ci/run-suite, ci/run-mm-selftests, the benches) put it into what they write.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from kbuild.artifact import Build
+from mshare_lab.gitrev import git_revision
+
+__all__ = ["FILE", "collect", "describe", "git_revision", "kernel_info", "line", "parse_line"]
+
 PREFIX = "vm-run: provenance: "
 FILE = "provenance.json"
-
-
-def git_revision(repo: Path = REPO) -> str:
-    """HEAD's commit, "+dirty" when the working tree has uncommitted changes."""
-    try:
-        rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"],
-                             capture_output=True, text=True, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain",
-                                "--untracked-files=no"],
-                               capture_output=True, text=True, check=False).stdout.strip()
-    except FileNotFoundError:
-        return "unknown"
-    return (rev + ("+dirty" if dirty else "")) if rev else "unknown"
 
 
 def _sha256(path: Path) -> str:
@@ -38,8 +29,8 @@ def _sha256(path: Path) -> str:
 
 
 def find_build(kernel: Path, builds: Path) -> Path | None:
-    """The cache entry holding a byte-identical bzImage (for a copy such as
-    /work/kernels/debug-bzImage, which has no meta.json beside it)."""
+    """The cache entry holding a byte-identical bzImage (for a copy of an image made
+    elsewhere, which has no meta.json beside it)."""
     try:
         size = kernel.stat().st_size
         digest = None
@@ -53,31 +44,31 @@ def find_build(kernel: Path, builds: Path) -> Path | None:
     return None
 
 
-def kernel_info(kernel: Path, builds: Path | None = None) -> dict[str, Any]:
-    """What kernel-build/build's meta.json (beside the bzImage, or beside an identical
-    image in the cache's builds/) says about this build."""
-    info: dict[str, Any] = {"image": str(kernel)}
-    meta_dir = kernel.parent
-    if not (meta_dir / "meta.json").is_file() and builds is not None:
-        found = find_build(kernel, builds)
-        if found is not None:
-            meta_dir = found
-            info["same_bytes_as"] = str(found / "bzImage")
-    try:
-        meta = json.loads((meta_dir / "meta.json").read_text())
-    except (OSError, ValueError):
-        info["key"] = None
-        info["note"] = "no meta.json for this image: not a kernel-build/build image"
-        return info
-    info["key"] = meta.get("key")
-    info["flavor"] = meta.get("flavor")
-    info["mshare"] = meta.get("mshare_applied")
-    info["built_from"] = meta.get("git_revision")
-    info["patches"] = len(meta.get("patches", []))
-    return info
+def build_info(build: Build) -> dict[str, Any]:
+    """What the build's meta.json says about it."""
+    return {"image": str(build.image), "key": build.key, "flavor": build.flavor,
+            "mshare": build.mshare, "built_from": build.meta.get("git_revision"),
+            "patches": len(build.meta.get("patches", []))}
 
 
-def collect(kernel: Path, *, cpus: int, memory: str, accelerator: str,
+def kernel_info(kernel: Build | Path, builds: Path | None = None) -> dict[str, Any]:
+    """The kernel's part of the record: from the build itself, or, for a bare image,
+    from kernel-build/build's meta.json beside it or beside an identical image in the
+    cache's builds/."""
+    if isinstance(kernel, Build):
+        return build_info(kernel)
+    build = Build.from_image(kernel)
+    if build is not None:
+        return build_info(build)
+    found = find_build(kernel, builds) if builds is not None else None
+    if found is None:
+        return {"image": str(kernel), "key": None,
+                "note": "no meta.json for this image: not a kernel-build/build image"}
+    return {**build_info(Build.from_dir(found)), "image": str(kernel),
+            "same_bytes_as": str(found / "bzImage")}
+
+
+def collect(kernel: Build | Path, *, cpus: int, memory: str, accelerator: str,
             builds: Path | None = None) -> dict[str, Any]:
     return {
         "git_revision": git_revision(),

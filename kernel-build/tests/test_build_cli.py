@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from kbuild import cachekey, cli, flavors, patches, source
 
 BUILD = Path(__file__).resolve().parents[1] / "build"

@@ -13,7 +13,7 @@ import random
 import signal
 from collections.abc import Callable
 
-import kapi
+from mshare_lab import kapi
 
 from . import layout
 from .layout import PAGE

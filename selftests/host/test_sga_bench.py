@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "bench") not in sys.path:
-    sys.path.insert(0, str(REPO / "bench"))
 
+from examples.sga.result import Milestone, RunResult
 from sgabench.extrapolate import fit, seed_case_gib
 from sgabench.plans import PLANS, guest_memory
 from sgabench.report import goals, report
-
-from examples.sga.result import Milestone, RunResult
 
 S = 64 << 20
 TABLES_KIB = S // 512 // 1024  # 4 KiB pages: 8 bytes of PTE per page = 128 KiB for 64 MiB

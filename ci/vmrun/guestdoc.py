@@ -1,0 +1,56 @@
+"""Run one of the checkout's scripts in a guest that writes a JSON document into a
+writable host directory, and bring the document back: the host side the benches share."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kbuild import cli as kbuild_cli
+from kbuild import patches
+from kbuild.artifact import Build
+
+from .run import REPO, GuestResult, run
+
+__all__ = ["GuestResult", "kernel", "load", "run_script"]
+
+
+def load(path: Path) -> dict[str, Any] | None:
+    """The document at ``path``, or None if the guest wrote none or died mid-write."""
+    try:
+        with path.open() as f:
+            doc: dict[str, Any] = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return doc
+
+
+def kernel(path: str | Path | None, flavor: str = "release") -> Build | Path | None:
+    """The image asked for, else the flavor's build (from the cache, or built now);
+    None when that build failed (its reason is on stderr)."""
+    if path:
+        return Path(path)
+    try:
+        return kbuild_cli.build(flavor)
+    except (kbuild_cli.BuildError, patches.PatchError, FileNotFoundError) as err:
+        kbuild_cli.say(f"FAILED: {err}")
+        return None
+
+
+def run_script(script: str, args: Sequence[str], out: Path, image: Build | Path, *,
+               label: str, cpus: int, memory: str, timeout: float,
+               kvm: bool | None = None) -> tuple[GuestResult, dict[str, Any] | None]:
+    """Run ``script`` (a path in the checkout) with the guest's Python and ``args``;
+    ``out`` is where it writes its document, in a directory the guest may write."""
+    out.unlink(missing_ok=True)
+    # The guest's own Python is LIBMSHARE_PYTHON (expanded in the guest).
+    cmd = ["sh", "-c", 'exec "$LIBMSHARE_PYTHON" "$0" "$@"', script, *args]
+    print(f"{label}: in the guest: {shlex.join(cmd)}", file=sys.stderr, flush=True)
+    result = run(cmd, image, cpus=cpus, memory=memory, timeout=timeout, rwdirs=[out.parent],
+                 kvm=kvm, cwd=REPO)
+    return result, load(out)
+
