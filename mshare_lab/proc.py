@@ -17,9 +17,10 @@ from libmshare.addrspace import MapEntry, parse_maps
 from . import env
 
 __all__ = [
-    "MapEntry", "config_enabled", "has_msharefs", "interrupts", "maps", "meminfo",
-    "meminfo_kib", "minflt", "refresh_counters", "smaps", "smaps_rollup", "status",
-    "system_info", "vm_pte_kib", "vma_at", "vmstat",
+    "MapEntry", "config_enabled", "cpu_model", "has_msharefs", "interrupts",
+    "kernel_config", "maps", "meminfo", "meminfo_kib", "minflt", "page_tables_kib",
+    "refresh_counters", "smaps", "smaps_rollup", "status", "system_info", "vm_pte_kib",
+    "vma_at", "vmstat",
 ]
 
 Pid = int | str
@@ -74,6 +75,11 @@ def meminfo_kib(field: str, *, default: int | None = None, refresh: bool = False
     return value
 
 
+def page_tables_kib() -> int:
+    """System-wide memory in page tables (every process, and msharefs regions), folded."""
+    return meminfo_kib("PageTables", refresh=True)
+
+
 def vmstat() -> dict[str, int]:
     """/proc/vmstat: event and page counts by name."""
     return {k: int(v) for k, _, v in (ln.partition(" ") for ln in
@@ -93,7 +99,7 @@ def vm_pte_kib(pid: Pid = "self") -> int | None:
     """VmPTE of one process (its own page tables), None if it is gone."""
     try:
         value = status(pid).get("VmPTE")
-    except (FileNotFoundError, ProcessLookupError):
+    except OSError:
         return None
     return int(value.split()[0]) if value else None
 
@@ -171,7 +177,7 @@ def kernel_config(keys: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in _read("/proc/cpuinfo").splitlines():
             if line.startswith("model name"):
@@ -181,7 +187,7 @@ def _cpu_model() -> str:
 
 def _accelerator() -> str:
     """KVM if the guest has kvm-clock, else emulated (TCG) if the CPU says hypervisor."""
-    if "TCG" in _cpu_model():  # QEMU names its emulated CPU "QEMU TCG CPU"
+    if "TCG" in cpu_model():  # QEMU names its emulated CPU "QEMU TCG CPU"
         return "TCG"
     with contextlib.suppress(OSError):
         if "kvm-clock" in _read("/sys/devices/system/clocksource/clocksource0/"
@@ -198,7 +204,7 @@ def system_info() -> dict[str, object]:
     """What machine this is: kernel, CPU, memory, accelerator, page size."""
     return {
         "kernel": os.uname().release,
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpus": os.cpu_count(),
         "mem_total_kib": meminfo_kib("MemTotal"),
         "accelerator": _accelerator(),

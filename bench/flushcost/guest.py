@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from mshare_lab import proc
+
 from . import mem
 from .sharer import Sharer, spawn
 
@@ -67,14 +69,6 @@ def _read(path: str) -> str:
         return f.read()
 
 
-def vmstat() -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in _read("/proc/vmstat").splitlines():
-        k, v = line.split()
-        out[k] = int(v)
-    return out
-
-
 VMSTAT_KEYS = ("pgmigrate_success", "pgmigrate_fail", "compact_migrate_scanned",
                "compact_free_scanned", "compact_isolated", "nr_tlb_remote_flush",
                "nr_tlb_remote_flush_received", "nr_tlb_local_flush_all",
@@ -83,14 +77,7 @@ VMSTAT_KEYS = ("pgmigrate_success", "pgmigrate_fail", "compact_migrate_scanned",
 
 def interrupts() -> dict[str, list[int]]:
     """Per-CPU counts of the IPI rows: CAL (function calls) and TLB (shootdowns)."""
-    lines = _read("/proc/interrupts").splitlines()
-    ncpu = len(lines[0].split())
-    out: dict[str, list[int]] = {}
-    for line in lines[1:]:
-        parts = line.split()
-        if parts and parts[0] in ("CAL:", "TLB:", "RES:"):
-            out[parts[0].rstrip(":")] = [int(x) for x in parts[1:1 + ncpu]]
-    return out
+    return {k: v for k, v in proc.interrupts().items() if k in ("CAL", "TLB", "RES")}
 
 
 def zone_free() -> dict[str, int]:
@@ -157,30 +144,16 @@ def prepare_guest() -> list[str]:
 
 
 def guest_info() -> Doc:
-    mem_kib = 0
-    for line in _read("/proc/meminfo").splitlines():
-        if line.startswith("MemTotal:"):
-            mem_kib = int(line.split()[1])
-    model = ""
-    for line in _read("/proc/cpuinfo").splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
     zones = [line.strip() for line in _read("/proc/zoneinfo").splitlines()
              if line.startswith("Node") or line.strip().startswith("managed")]
-    config = os.environ.get("LIBMSHARE_KERNEL_CONFIG", "")
-    opts: dict[str, str] = {}
-    if config and os.path.exists(config):
-        want = ("CONFIG_MSHARE", "CONFIG_DEBUG_VM", "CONFIG_LOCKDEP", "CONFIG_PROVE_LOCKING",
-                "CONFIG_DEBUG_KMEMLEAK", "CONFIG_KASAN", "CONFIG_COMPACTION", "CONFIG_MIGRATION",
-                "CONFIG_TRANSPARENT_HUGEPAGE", "CONFIG_DEBUG_TLBFLUSH", "CONFIG_PREEMPT",
-                "CONFIG_PREEMPT_VOLUNTARY", "CONFIG_PREEMPT_NONE", "CONFIG_HZ")
-        for line in _read(config).splitlines():
-            k, _, v = line.partition("=")
-            if k in want:
-                opts[k] = v
+    opts = proc.kernel_config((
+        "CONFIG_MSHARE", "CONFIG_DEBUG_VM", "CONFIG_LOCKDEP", "CONFIG_PROVE_LOCKING",
+        "CONFIG_DEBUG_KMEMLEAK", "CONFIG_KASAN", "CONFIG_COMPACTION", "CONFIG_MIGRATION",
+        "CONFIG_TRANSPARENT_HUGEPAGE", "CONFIG_DEBUG_TLBFLUSH", "CONFIG_PREEMPT",
+        "CONFIG_PREEMPT_VOLUNTARY", "CONFIG_PREEMPT_NONE", "CONFIG_HZ"))
     return {"kernel": platform.release(), "version": platform.version(),
-            "cpus": os.cpu_count(), "cpu_model": model, "mem_total_kib": mem_kib,
+            "cpus": os.cpu_count(), "cpu_model": proc.cpu_model(),
+            "mem_total_kib": proc.meminfo_kib("MemTotal"),
             "zones": zones, "kernel_image": os.environ.get("LIBMSHARE_KERNEL_IMAGE"),
             "config": opts, "python": sys.version.split()[0]}
 
@@ -222,11 +195,11 @@ def one_run(backend: str, n: int, phase: str, plan: Plan, tag: str) -> Doc:
             reader.send(op="read", cpu=1 if (os.cpu_count() or 1) > 1 else 0)
             started = float(reader.recv()["started"])
             time.sleep(plan.baseline_s)
-        v0, i0 = vmstat(), interrupts()
+        v0, i0 = proc.vmstat(), interrupts()
         t0 = time.monotonic()
         run["compact_s"] = compact()
         t1 = time.monotonic()
-        v1, i1 = vmstat(), interrupts()
+        v1, i1 = proc.vmstat(), interrupts()
         if phase == "reader":
             time.sleep(plan.after_s)
             t2 = time.monotonic()

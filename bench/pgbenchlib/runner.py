@@ -31,10 +31,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from examples.sga.procfs import system_info
 from libmshare import fs, run_cmd
+from mshare_lab.proc import meminfo_kib, minflt, system_info
+from mshare_lab.proc import page_tables_kib as page_tables
+from mshare_lab.proc import vm_pte_kib as vmpte
 
-from .cluster import BIN, Cluster, hugepages, meminfo_kib, minflt, mount_tmpfs, region_maps
+from .cluster import BIN, Cluster, hugepages, mount_tmpfs, region_maps
 from .libpq import Session, query_all
 from .plans import Plan
 
@@ -55,21 +57,6 @@ def _save(doc: Doc, path: str) -> None:
     with open(tmp, "w") as f:
         json.dump(doc, f, indent=1)
     os.replace(tmp, path)
-
-
-def page_tables() -> int:
-    return meminfo_kib("PageTables")
-
-
-def vmpte(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmPTE:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def _provenance() -> dict[str, Any]:

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from examples.sga import RunConfig, run
-from examples.sga.procfs import system_info
 from examples.sga.progress import ProgressLine
 from libmshare import format_size
+from mshare_lab import proc
 
 from .plans import Case
 from .runs import rotation
@@ -42,18 +42,14 @@ def counters() -> dict[str, int]:
     (/proc/interrupts "TLB", summed over CPUs), page faults, and the TLB-flush counts in
     /proc/vmstat when the kernel has them (CONFIG_DEBUG_TLBFLUSH)."""
     out: dict[str, int] = {}
-    with contextlib.suppress(OSError), open("/proc/interrupts") as f:
-        for line in f:
-            head, _, rest = line.partition(":")
-            if head.strip() == "TLB":
-                out["tlb_shootdowns"] = sum(int(x) for x in rest.split() if x.isdigit())
+    with contextlib.suppress(OSError):
+        tlb = proc.interrupts().get("TLB")
+        if tlb is not None:
+            out["tlb_shootdowns"] = sum(tlb)
     wanted = {"pgfault", "pgmajfault", "nr_tlb_remote_flush", "nr_tlb_remote_flush_received",
               "nr_tlb_local_flush_all", "nr_tlb_local_flush_one"}
-    with contextlib.suppress(OSError), open("/proc/vmstat") as f:
-        for line in f:
-            key, _, value = line.partition(" ")
-            if key in wanted:
-                out[key] = int(value)
+    with contextlib.suppress(OSError):
+        out.update((k, v) for k, v in proc.vmstat().items() if k in wanted)
     return out
 
 
@@ -77,8 +73,8 @@ def run_plan(cases: list[Case], backends: list[str], out: str, *, accelerator: s
     doc: Doc = {
         "schema": 2,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "system": system_info(),
-        "accelerator": accelerator or system_info()["accelerator"],
+        "system": proc.system_info(),
+        "accelerator": accelerator or proc.system_info()["accelerator"],
         "python": sys.version.split()[0],
         "plan": [c.to_json() for c in cases],
         "backends": backends,
