@@ -6,6 +6,8 @@ by ci/vmrun's guest script; the ones here are read on the host or by both sides.
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 CACHE = "LIBMSHARE_CACHE"
@@ -14,6 +16,9 @@ BUILD_CACHED_ONLY = "LIBMSHARE_BUILD_CACHED_ONLY"
 TIME_SCALE = "LIBMSHARE_TIME_SCALE"
 GUEST = "LIBMSHARE_GUEST"
 KERNEL_CONFIG = "LIBMSHARE_KERNEL_CONFIG"
+KERNEL_IMAGE = "LIBMSHARE_KERNEL_IMAGE"
+SCRATCH = "LIBMSHARE_SCRATCH"
+PYTHON = "LIBMSHARE_PYTHON"
 
 
 def cache_root() -> Path:
@@ -40,6 +45,27 @@ def time_scale() -> float:
 
 def in_guest() -> bool:
     return os.environ.get(GUEST) == "1"
+
+
+def scratch() -> Path | None:
+    """The guest's writable directory on the host (set by ci/vm-run); None elsewhere."""
+    value = os.environ.get(SCRATCH)
+    return Path(value) if value else None
+
+
+def scratch_or_tmp() -> Path:
+    """Where the guest suite writes: the scratch directory, or one under $TMPDIR."""
+    return scratch() or Path(tempfile.gettempdir()) / "libmshare-selftests"
+
+
+def python() -> str:
+    """The interpreter that has our packages (the guest's PATH finds Debian's python3)."""
+    return os.environ.get(PYTHON) or sys.executable
+
+
+def kernel_image() -> str | None:
+    """The host path of the bzImage the guest booted (set by ci/vm-run)."""
+    return os.environ.get(KERNEL_IMAGE)
 
 
 def kernel_config() -> Path | None:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mshare_lab import proc
+from mshare_lab import env, proc
 
 from . import mem
 from .sharer import Sharer, spawn
@@ -154,7 +154,7 @@ def guest_info() -> Doc:
     return {"kernel": platform.release(), "version": platform.version(),
             "cpus": os.cpu_count(), "cpu_model": proc.cpu_model(),
             "mem_total_kib": proc.meminfo_kib("MemTotal"),
-            "zones": zones, "kernel_image": os.environ.get("LIBMSHARE_KERNEL_IMAGE"),
+            "zones": zones, "kernel_image": env.kernel_image(),
             "config": opts, "python": sys.version.split()[0]}
 
 

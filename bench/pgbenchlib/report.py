@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from sgabench.textable import render
+from mshare_lab.table import text as render
 
 __all__ = ["Row", "goals", "one_copy_kib", "report", "rows"]
 

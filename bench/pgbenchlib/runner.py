@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from libmshare import fs, run_cmd
+from mshare_lab import env
 from mshare_lab.proc import meminfo_kib, minflt, system_info
 from mshare_lab.proc import page_tables_kib as page_tables
 from mshare_lab.proc import vm_pte_kib as vmpte
@@ -60,9 +61,8 @@ def _save(doc: Doc, path: str) -> None:
 
 
 def _provenance() -> dict[str, Any]:
-    scratch = os.environ.get("LIBMSHARE_SCRATCH")
     try:
-        with open(Path(scratch or "/nonexistent") / "provenance.json") as f:
+        with open(Path(env.scratch() or "/nonexistent") / "provenance.json") as f:
             doc: dict[str, Any] = json.load(f)
             return doc
     except (OSError, ValueError):

@@ -6,10 +6,10 @@ from typing import Any
 
 from examples.sga.result import RunResult
 from libmshare import format_size
+from mshare_lab.table import text as render
 
 from .extrapolate import SEED_PROCESSES, SEED_SGA_GIB, fit, seed_case_gib
 from .runs import CaseRuns, Spread, cases_of, spread
-from .textable import render
 
 __all__ = ["goals", "report", "throughput_goal"]
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import kapi
 
+from mshare_lab import env
 from mshare_lab.child import (  # noqa: F401 - the suite's names for the shared helpers
     NOBODY,
     Child,
@@ -44,7 +45,7 @@ INFO = f"{MOUNT}/mshare_info"
 FSTYPE = "msharefs"
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-GUEST = os.environ.get("LIBMSHARE_GUEST") == "1"
+GUEST = env.in_guest()
 RW = kapi.PROT_READ | kapi.PROT_WRITE
 
 
@@ -52,9 +53,7 @@ RW = kapi.PROT_READ | kapi.PROT_WRITE
 
 def scratch() -> Path:
     """The writable directory (LIBMSHARE_SCRATCH in the guest), one subdir per worker."""
-    root = Path(os.environ.get("LIBMSHARE_SCRATCH")
-                or Path(tempfile.gettempdir()) / "libmshare-selftests")
-    d = root / "selftests" / worker()
+    d = env.scratch_or_tmp() / "selftests" / worker()
     d.mkdir(parents=True, exist_ok=True)
     return d
 
