@@ -10,6 +10,8 @@ is reproducible; 90% two-sided); with margin m (0.95 unless the goal says otherw
 - **inconclusive** otherwise, and with fewer than MIN_PAIRS pairs.  Inconclusive is
   never reported as met.
 
+Spread (median, range, n) is how every bench table shows repeated measurements.
+
 Orient a goal so that higher is better: for times or latencies pass (base, new) as
 (new, base).  Counts (page tables, faults, IPIs) are not sampled quantities with noise
 to average away: judge_counts compares every repetition's count with the bound.
@@ -18,14 +20,15 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
 __all__ = [
     "CONFIDENCE", "MARGIN", "MIN_PAIRS", "RESAMPLES", "SEED", "CountJudgement",
-    "RatioInterval", "RatioJudgement", "Verdict", "judge_counts", "judge_ratio",
-    "ratio_interval",
+    "RatioInterval", "RatioJudgement", "Spread", "Verdict", "judge_counts", "judge_ratio",
+    "ratio_interval", "spread",
 ]
 
 MIN_PAIRS = 10
@@ -33,6 +36,30 @@ CONFIDENCE = 0.90
 MARGIN = 0.95
 RESAMPLES = 10_000
 SEED = 19  # any fixed value: the same data always gives the same interval
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The median of n measurements and the range they fell in."""
+    median: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def width(self) -> float:
+        return self.high - self.low
+
+    def text(self, fmt: str = "{:,.0f}") -> str:
+        """"1,782 [1,166-1,885]"; the median alone for one measurement."""
+        m = fmt.format(self.median)
+        return m if self.n < 2 else f"{m} [{fmt.format(self.low)}-{fmt.format(self.high)}]"
+
+
+def spread(values: Sequence[float]) -> Spread | None:
+    if not values:
+        return None
+    return Spread(statistics.median(values), min(values), max(values), len(values))
 
 
 class Verdict(Enum):
@@ -46,12 +73,9 @@ class RatioInterval:
     ratio: float  # exp(mean log-ratio): the geometric mean of the paired ratios
     lower: float
     upper: float
+    width: float  # upper - lower: how much the repetitions leave open
     pairs: int
     confidence: float
-
-    @property
-    def width(self) -> float:
-        return self.upper - self.lower
 
 
 def _percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -81,8 +105,8 @@ def ratio_interval(new: Sequence[float], base: Sequence[float], *,
     n = len(logs)
     means = sorted(sum(rng.choices(logs, k=n)) / n for _ in range(resamples))
     tail = (1 - confidence) / 2
-    return RatioInterval(math.exp(sum(logs) / n), math.exp(_percentile(means, tail)),
-                         math.exp(_percentile(means, 1 - tail)), n, confidence)
+    lower, upper = math.exp(_percentile(means, tail)), math.exp(_percentile(means, 1 - tail))
+    return RatioInterval(math.exp(sum(logs) / n), lower, upper, upper - lower, n, confidence)
 
 
 @dataclass(frozen=True)

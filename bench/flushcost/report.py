@@ -6,7 +6,7 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
-from mshare_lab import table
+from mshare_lab import stats, table
 
 __all__ = ["aggregate", "fits", "markdown"]
 
@@ -48,10 +48,10 @@ METRICS: dict[str, Callable[[Doc], float | None]] = {
 
 
 def _stat(values: list[float]) -> Doc | None:
-    if not values:
+    sp = stats.spread(values)
+    if sp is None:
         return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "n": len(values), "values": values}
+    return {"median": sp.median, "min": sp.low, "max": sp.high, "n": sp.n, "values": values}
 
 
 def aggregate(doc: Doc) -> list[Doc]:

@@ -6,6 +6,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from mshare_lab.stats import Spread, spread
 from mshare_lab.table import text as render
 
 __all__ = ["Row", "goals", "one_copy_kib", "report", "rows"]
@@ -18,24 +19,6 @@ def one_copy_kib(segment_bytes: int) -> int:
     """One copy of a segment's 4 KiB-page tables: a PTE page per 2 MiB, a PMD page per
     1 GiB, a PUD page (what a region keeps below the top level)."""
     return 4 * (-(-segment_bytes // (2 << 20)) + -(-segment_bytes // (1 << 30)) + 1)
-
-
-@dataclass
-class Spread:
-    median: float
-    low: float
-    high: float
-    n: int
-
-    def text(self, fmt: str = "{:,.0f}") -> str:
-        m = fmt.format(self.median)
-        return m if self.n < 2 else f"{m} [{fmt.format(self.low)}-{fmt.format(self.high)}]"
-
-
-def spread(values: list[float]) -> Spread | None:
-    if not values:
-        return None
-    return Spread(statistics.median(values), min(values), max(values), len(values))
 
 
 @dataclass

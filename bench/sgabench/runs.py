@@ -9,36 +9,17 @@ memory and faults show the repetition whose throughput is that median.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
 from examples.sga.result import RunResult
+from mshare_lab.stats import Spread, spread
 
 from .plans import Case
 
 __all__ = ["CaseRuns", "Spread", "cases_of", "rotation", "spread"]
 
 Doc = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Spread:
-    """The median of n measurements and the range they fell in."""
-    median: float
-    low: float
-    high: float
-    n: int
-
-    @property
-    def width(self) -> float:
-        return self.high - self.low
-
-
-def spread(values: list[float]) -> Spread | None:
-    if not values:
-        return None
-    return Spread(statistics.median(values), min(values), max(values), len(values))
 
 
 def rotation(backends: list[str], rep: int) -> list[str]:

@@ -14,6 +14,7 @@ from kbuild import cli as kbuild_cli
 from kbuild import patches
 from kbuild.artifact import Build
 
+from . import status
 from .run import REPO, GuestResult, run
 
 __all__ = ["GuestResult", "kernel", "load", "run_script"]
@@ -41,16 +42,22 @@ def kernel(path: str | Path | None, flavor: str = "release") -> Build | Path | N
         return None
 
 
-def run_script(script: str, args: Sequence[str], out: Path, image: Build | Path, *,
-               label: str, cpus: int, memory: str, timeout: float,
-               kvm: bool | None = None) -> tuple[GuestResult, dict[str, Any] | None]:
+def run_script(script: str, args: Sequence[str], out: Path,
+               image: Build | str | Path | None, *, label: str, cpus: int, memory: str,
+               timeout: float, kvm: bool | None = None,
+               ) -> tuple[GuestResult, dict[str, Any] | None]:
     """Run ``script`` (a path in the checkout) with the guest's Python and ``args``;
-    ``out`` is where it writes its document, in a directory the guest may write."""
+    ``out`` is where it writes its document, in a directory the guest may write.
+    ``image`` None (or "") boots the release build."""
+    kernel_ = image if isinstance(image, Build) else kernel(image)
+    if kernel_ is None:
+        print(f"{label}: the release kernel did not build", file=sys.stderr)
+        return GuestResult(status.INFRA), None
     out.unlink(missing_ok=True)
     # The guest's own Python is LIBMSHARE_PYTHON (expanded in the guest).
     cmd = ["sh", "-c", 'exec "$LIBMSHARE_PYTHON" "$0" "$@"', script, *args]
     print(f"{label}: in the guest: {shlex.join(cmd)}", file=sys.stderr, flush=True)
-    result = run(cmd, image, cpus=cpus, memory=memory, timeout=timeout, rwdirs=[out.parent],
+    result = run(cmd, kernel_, cpus=cpus, memory=memory, timeout=timeout, rwdirs=[out.parent],
                  kvm=kvm, cwd=REPO)
     return result, load(out)
 
