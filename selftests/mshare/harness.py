@@ -76,6 +76,13 @@ def is_mounted() -> bool:
     return MOUNT in mounts_of_type()
 
 
+def remount() -> None:
+    """Unmount msharefs (evicting every region no process maps) and mount it again."""
+    with global_lock():
+        kapi.umount2(MOUNT)
+        kapi.mount(FSTYPE, MOUNT, FSTYPE)
+
+
 @contextmanager
 def global_lock(name: str = "mount") -> Iterator[None]:
     """A lock shared by all xdist workers: a flock on a local file (9p, where the

@@ -200,7 +200,5 @@ def test_umount_then_mount_again_starts_empty(regions: harness.Regions) -> None:
     os.close(fd)
     name = Path(path).name
     assert name in os.listdir(MOUNT)
-    with harness.global_lock():
-        kapi.umount2(MOUNT)
-        kapi.mount("msharefs", MOUNT, "msharefs")
+    harness.remount()
     assert sorted(os.listdir(MOUNT)) == ["mshare_info"]
