@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from kbuild.artifact import Build
 from mshare_lab.gitrev import git_revision
 
-__all__ = ["FILE", "collect", "describe", "git_revision", "kernel_info", "line", "parse_line"]
+__all__ = ["FILE", "collect", "describe", "finish", "git_revision", "kernel_info", "line",
+           "parse_line"]
 
 PREFIX = "vm-run: provenance: "
 FILE = "provenance.json"
@@ -68,13 +70,26 @@ def kernel_info(kernel: Build | Path, builds: Path | None = None) -> dict[str, A
             "same_bytes_as": str(found / "bzImage")}
 
 
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
 def collect(kernel: Build | Path, *, cpus: int, memory: str, accelerator: str,
             builds: Path | None = None) -> dict[str, Any]:
+    """The record as a guest boots: the host's load average before it (a busy host
+    slows a TCG guest), finish() adds the one after."""
     return {
         "git_revision": git_revision(),
         "kernel": kernel_info(kernel, builds),
         "guest": {"cpus": cpus, "memory": memory, "accelerator": accelerator},
+        "host": {"cpus": os.cpu_count(), "load_before": _load()},
     }
+
+
+def finish(record: dict[str, Any]) -> dict[str, Any]:
+    """The record once the guest is gone: the host's load average after it."""
+    record.setdefault("host", {})["load_after"] = _load()
+    return record
 
 
 def line(record: dict[str, Any]) -> str:
@@ -99,4 +114,13 @@ def describe(record: dict[str, Any]) -> str:
     mshare = {True: "CONFIG_MSHARE=y", False: "CONFIG_MSHARE=n"}.get(k.get("mshare"), "")
     return (f"git revision {record.get('git_revision', '?')}; kernel {flavor}"
             f"{' ' + mshare if mshare else ''}, build key {k.get('key') or '?'}; guest "
-            f"{g.get('cpus', '?')} vCPUs, {g.get('memory', '?')}, {g.get('accelerator', '?')}")
+            f"{g.get('cpus', '?')} vCPUs, {g.get('memory', '?')}, {g.get('accelerator', '?')}"
+            + _describe_host(record.get("host")))
+
+
+def _describe_host(host: dict[str, Any] | None) -> str:
+    if not host or "load_before" not in host:
+        return ""  # records from before the host's load was kept
+    after = host.get("load_after")
+    return (f"; host {host.get('cpus', '?')} CPUs, load {host['load_before']:.1f} before"
+            + (f", {after:.1f} after" if after is not None else ""))

@@ -147,6 +147,7 @@ def run(cmd: Sequence[str], kernel: Build | Path, *, cpus: int = 2, memory: str 
     print(provenance.line(record), file=sys.stderr, flush=True)  # for the console log
     result = vng.run(vng.vng_command(spec, vng_path), timeout, scratch / "vng-stdout.log",
                      scratch / "vng-stderr.log", scratch / "console.log")
+    (scratch / provenance.FILE).write_text(json.dumps(provenance.finish(record), indent=1) + "\n")
 
     if result.timed_out:
         say(f"TIMEOUT: the guest did not finish within {timeout:.0f} s; "
