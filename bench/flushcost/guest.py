@@ -19,7 +19,6 @@ One run:
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -30,6 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mshare_lab import env, proc
+from mshare_lab.benchloop import rotation, save
 
 from . import mem
 from .sharer import Sharer, spawn
@@ -233,13 +233,6 @@ def one_run(backend: str, n: int, phase: str, plan: Plan, tag: str) -> Doc:
     return run
 
 
-def _save(doc: Doc, path: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, path)
-
-
 def _summary(r: Doc) -> str:
     if not r.get("ok"):
         return f"FAILED: {r.get('error')}"
@@ -260,15 +253,12 @@ def run_plan(plan_name: str, plan: Plan, out: str, accelerator: str,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "guest": {**guest_info(), "accelerator": accelerator},
                 "notes": notes, "runs": []}
-    _save(doc, out)
+    save(doc, out)
     t_all = time.monotonic()
     k = 0
     for rep in range(plan.reps):
         for n in plan.sharers:
-            # Rotate the backend order each repetition: no backend always runs first.
-            order = list(plan.backends[rep % len(plan.backends):]) + \
-                list(plan.backends[:rep % len(plan.backends)])
-            for backend in order:
+            for backend in rotation(plan.backends, rep):
                 for phase in plan.phases:
                     k += 1
                     r = one_run(backend, n, phase, plan, f"{k}")
@@ -276,9 +266,9 @@ def run_plan(plan_name: str, plan: Plan, out: str, accelerator: str,
                     r["seq"] = k
                     doc["runs"].append(r)
                     doc["elapsed_s"] = time.monotonic() - t_all
-                    _save(doc, out)
+                    save(doc, out)
                     log(f"[{time.monotonic() - t_all:6.0f}s] rep {rep} {backend:6} N={n:<3} "
                         f"{phase:6}: {_summary(r)}")
     doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    _save(doc, out)
+    save(doc, out)
     return doc

@@ -23,7 +23,6 @@ The document is saved after every run, so a timeout keeps what finished.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from typing import Any
 
 from libmshare import fs, run_cmd
 from mshare_lab import env
+from mshare_lab.benchloop import rotation, save
 from mshare_lab.proc import meminfo_kib, minflt, system_info
 from mshare_lab.proc import page_tables_kib as page_tables
 from mshare_lab.proc import vm_pte_kib as vmpte
@@ -53,13 +53,6 @@ TOUCH_SQL = ("select sum(length(get_raw_page('{rel}', b::int))) from (select gen
 ROOT = Path("/run/pgbench")
 
 
-def _save(doc: Doc, path: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, path)
-
-
 def _provenance() -> dict[str, Any]:
     try:
         with open(Path(env.scratch() or "/nonexistent") / "provenance.json") as f:
@@ -74,11 +67,6 @@ def _thp_shmem() -> str:
         return Path("/sys/kernel/mm/transparent_hugepage/shmem_enabled").read_text().strip()
     except OSError:
         return "n/a"
-
-
-def rotation(items: list[str], k: int) -> list[str]:
-    k %= len(items)
-    return items[k:] + items[:k]
 
 
 class Bench:
@@ -138,7 +126,7 @@ class Bench:
         }
         self.log(f"setup: initdb {t_initdb:.0f} s, pgbench -i -s {self.plan.scale} "
                  f"{t_init:.0f} s, accounts {int(sizes[0] or 0) >> 20} MiB, segment {seg} MB")
-        _save(self.doc, self.out)
+        save(self.doc, self.out)
 
     def huge_pages_needed(self) -> int:
         args = [str(BIN / "postgres"), "-D", str(self.cluster.data), "-C",
@@ -243,11 +231,11 @@ class Bench:
                     r["wall_s"] = time.monotonic() - t
                     self.doc["runs"].append(r)
                     self.doc["elapsed_s"] = time.monotonic() - t_all
-                    _save(self.doc, self.out)
+                    save(self.doc, self.out)
                     self.log(summary(r))
         self.doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.doc["server_log_tail"] = self.cluster.log_text(since_start=False)[-4000:]
-        _save(self.doc, self.out)
+        save(self.doc, self.out)
         return self.doc
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -15,9 +14,9 @@ from examples.sga import RunConfig, run
 from examples.sga.progress import ProgressLine
 from libmshare import format_size
 from mshare_lab import proc
+from mshare_lab.benchloop import rotation, save
 
 from .plans import Case
-from .runs import rotation
 
 __all__ = ["ensure_dev_shm", "run_plan"]
 
@@ -57,18 +56,11 @@ def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {k: after[k] - before[k] for k in after if k in before}
 
 
-def _save(doc: Doc, path: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, path)
-
-
 def run_plan(cases: list[Case], backends: list[str], out: str, *, accelerator: str | None,
              reserve_hugepages: bool, repeat: int = 1,
              log: Callable[[str], None] = print) -> Doc:
     """Every case `repeat` times; each repetition runs every backend once, in the order
-    rotated by one per repetition (runs.rotation), so the backends are interleaved."""
+    rotated by one per repetition (mshare_lab.benchloop.rotation), so the backends are interleaved."""
     note = ensure_dev_shm()
     doc: Doc = {
         "schema": 2,
@@ -82,7 +74,7 @@ def run_plan(cases: list[Case], backends: list[str], out: str, *, accelerator: s
         "notes": [note] if note else [],
         "runs": [],
     }
-    _save(doc, out)
+    save(doc, out)
     t_all = time.monotonic()
     for idx, case in enumerate(cases):
         order = [(r, name) for r in range(repeat) for name in rotation(backends, r)]
@@ -100,7 +92,7 @@ def run_plan(cases: list[Case], backends: list[str], out: str, *, accelerator: s
             doc["runs"].append({"case": idx, "rep": rep, **result.to_json(),
                                 "counters": _delta(before, counters())})
             doc["elapsed_s"] = time.monotonic() - t_all
-            _save(doc, out)
+            save(doc, out)
             if result.skipped:
                 log(f"{label}: skipped: {result.skipped}")
             else:
@@ -112,5 +104,5 @@ def run_plan(cases: list[Case], backends: list[str], out: str, *, accelerator: s
             with contextlib.suppress(OSError):
                 sys.stdout.flush()
     doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    _save(doc, out)
+    save(doc, out)
     return doc

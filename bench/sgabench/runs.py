@@ -17,16 +17,9 @@ from mshare_lab.stats import Spread, spread
 
 from .plans import Case
 
-__all__ = ["CaseRuns", "Spread", "cases_of", "rotation", "spread"]
+__all__ = ["CaseRuns", "Spread", "cases_of", "spread"]
 
 Doc = dict[str, Any]
-
-
-def rotation(backends: list[str], rep: int) -> list[str]:
-    """Repetition rep's order: the backend list rotated by rep, so that over len(backends)
-    repetitions every backend runs once in every position."""
-    k = rep % len(backends) if backends else 0
-    return backends[k:] + backends[:k]
 
 
 def _median_run(runs: list[RunResult]) -> RunResult:

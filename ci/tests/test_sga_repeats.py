@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from examples.sga.result import RunResult
+from mshare_lab.benchloop import rotation
 from sgabench import guest as sga_guest
 from sgabench.plans import Case
 from sgabench.report import report, throughput_goal
-from sgabench.runs import cases_of, rotation, spread
+from sgabench.runs import cases_of, spread
 
 S = 64 << 20
 
