@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mshare_lab import env, proc
+from mshare_lab import paths, proc
 from mshare_lab.benchloop import rotation, save
 
 from . import mem
@@ -154,7 +154,7 @@ def guest_info() -> Doc:
     return {"kernel": platform.release(), "version": platform.version(),
             "cpus": os.cpu_count(), "cpu_model": proc.cpu_model(),
             "mem_total_kib": proc.meminfo_kib("MemTotal"),
-            "zones": zones, "kernel_image": env.kernel_image(),
+            "zones": zones, "kernel_image": paths.kernel_image(),
             "config": opts, "python": sys.version.split()[0]}
 
 

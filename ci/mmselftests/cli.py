@@ -24,6 +24,7 @@ from kbuild import kselftest
 from kbuild.flavors import FLAVORS
 from mshare_lab.dmesg import scan_files
 from mshare_lab.env import cache_root
+from mshare_lab.paths import portable
 from vmrun import provenance, run
 from vmrun.guest import KMEMLEAK_FILE
 
@@ -103,7 +104,7 @@ def run_variant(flavor: str, mshare: str, categories: list[str], limit: int,
         problems = [str(f) for f in scan_files([result.dmesg,
                                                  result.dmesg.with_name(KMEMLEAK_FILE)])]
     cats, cases = tap.read_run(out)
-    return Run(str(build.image), result.status, round(result.seconds), result.provenance,
+    return Run(portable(build.image), result.status, round(result.seconds), result.provenance,
                problems, cats, cases)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from kbuild.artifact import Build
 from mshare_lab.gitrev import git_revision
+from mshare_lab.paths import portable
 
 __all__ = ["FILE", "collect", "describe", "finish", "git_revision", "kernel_info", "line",
            "parse_line"]
@@ -48,7 +49,7 @@ def find_build(kernel: Path, builds: Path) -> Path | None:
 
 def build_info(build: Build) -> dict[str, Any]:
     """What the build's meta.json says about it."""
-    return {"image": str(build.image), "key": build.key, "flavor": build.flavor,
+    return {"image": portable(build.image), "key": build.key, "flavor": build.flavor,
             "mshare": build.mshare, "built_from": build.meta.get("git_revision"),
             "patches": len(build.meta.get("patches", []))}
 
@@ -64,10 +65,10 @@ def kernel_info(kernel: Build | Path, builds: Path | None = None) -> dict[str, A
         return build_info(build)
     found = find_build(kernel, builds) if builds is not None else None
     if found is None:
-        return {"image": str(kernel), "key": None,
+        return {"image": portable(kernel), "key": None,
                 "note": "no meta.json for this image: not a kernel-build/build image"}
-    return {**build_info(Build.from_dir(found)), "image": str(kernel),
-            "same_bytes_as": str(found / "bzImage")}
+    return {**build_info(Build.from_dir(found)), "image": portable(kernel),
+            "same_bytes_as": portable(found / "bzImage")}
 
 
 def _load() -> float:

@@ -29,7 +29,7 @@ import sdkgate
 
 import libmshare
 from libmshare import addrspace
-from mshare_lab import env
+from mshare_lab import env, paths
 
 ITERATIONS = 60
 ROUNDS = 3
@@ -156,7 +156,7 @@ def test_create_attach_detach_latency(mount: str, capsys: pytest.CaptureFixture[
     record = {
         "cycle": f"create+attach+detach of {size} bytes", "iterations": ITERATIONS,
         "rounds": ROUNDS, "python": sys.version.split()[0],
-        "kernel": os.uname().release, "kernel_image": env.kernel_image(),
+        "kernel": os.uname().release, "kernel_image": paths.kernel_image(),
         "c_ns": c_all, "sdk_given_start_ns": fixed_all, "sdk_picked_start_ns": picked_all,
         "median_ratio_given": given, "median_ratio_picked": picked,
         "goal": GOAL, "bounds": {"given": SDK_BOUND, "picked": PICKED_BOUND},
