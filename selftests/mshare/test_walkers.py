@@ -25,6 +25,8 @@ import harness
 import kapi
 import pytest
 
+from mshare_lab import proc
+
 PAGE = kapi.PAGE
 LINKS = ["linked", "unlinked"]
 
@@ -71,19 +73,10 @@ def target(region: harness.Region) -> Iterator[Callable[[bool], Target]]:
 # ---------------------------------------------------------------- /proc walkers
 
 def _smaps_entry(start: int, pid: int | str = "self") -> dict[str, str]:
-    with open(f"/proc/{pid}/smaps") as f:
-        lines = f.read().splitlines()
-    head = f"{start:x}-"
-    for i, line in enumerate(lines):
-        if line.startswith(head):
-            entry = {}
-            for fl in lines[i + 1:]:
-                if "-" in fl.split()[0] and ":" not in fl.split()[0]:
-                    break
-                k, _, v = fl.partition(":")
-                entry[k] = v.strip()
-            return entry
-    raise AssertionError(f"no smaps entry at {start:#x}")
+    entry = proc.smaps(pid).get(start)
+    if entry is None:
+        raise AssertionError(f"no smaps entry at {start:#x}")
+    return entry
 
 
 def test_smaps_lists_region_with_its_full_size(region: harness.Region) -> None:
