@@ -25,3 +25,14 @@ def test_a_cache_set_by_environment_is_named_so(monkeypatch: pytest.MonkeyPatch,
     assert paths.kernel_image() == "$LIBMSHARE_CACHE/builds/k/bzImage"
     monkeypatch.delenv("LIBMSHARE_KERNEL_IMAGE")
     assert paths.kernel_image() is None
+
+
+def test_scripts_refuse_another_checkouts_packages(tmp_path: Path) -> None:
+    from mshare_lab import checkout
+
+    checkout.same_checkout(str(checkout.REPO / "kernel-build" / "build"))  # this one: fine
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "ci").mkdir()
+    with pytest.raises(SystemExit) as e:
+        checkout.same_checkout(str(tmp_path / "ci" / "vm-run"))
+    assert f"not those of {tmp_path}" in str(e.value)
