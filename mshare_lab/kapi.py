@@ -28,17 +28,17 @@ read_mshare_info = _sdk.read_mshare_info  # pread of struct mshare_info; None be
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
-# <asm-generic/mman-common.h>, <linux/mman.h> (x86_64)
-PROT_NONE = 0x0
-PROT_READ = 0x1
-PROT_WRITE = 0x2
+# <asm-generic/mman-common.h>, <linux/mman.h> (x86_64): the SDK's, plus what it lacks.
+PROT_NONE = _sdk.PROT_NONE
+PROT_READ = _sdk.PROT_READ
+PROT_WRITE = _sdk.PROT_WRITE
 PROT_EXEC = 0x4
-MAP_SHARED = 0x01
-MAP_PRIVATE = 0x02
-MAP_FIXED = 0x10
-MAP_ANONYMOUS = 0x20
-MAP_NORESERVE = 0x4000
-MAP_FIXED_NOREPLACE = 0x100000
+MAP_SHARED = _sdk.MAP_SHARED
+MAP_PRIVATE = _sdk.MAP_PRIVATE
+MAP_FIXED = _sdk.MAP_FIXED
+MAP_ANONYMOUS = _sdk.MAP_ANONYMOUS
+MAP_NORESERVE = _sdk.MAP_NORESERVE
+MAP_FIXED_NOREPLACE = _sdk.MAP_FIXED_NOREPLACE
 MREMAP_MAYMOVE = 1
 MREMAP_FIXED = 2
 MREMAP_DONTUNMAP = 4
@@ -71,7 +71,7 @@ MADV_COLLAPSE = 25
 # <sys/mount.h>
 MS_RDONLY = 1
 MS_REMOUNT = 32
-MNT_DETACH = 2
+MNT_DETACH = _sdk.MNT_DETACH
 
 # x86_64 syscall numbers for calls glibc has no wrapper for
 SYS_futex = 202
