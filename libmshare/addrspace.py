@@ -61,16 +61,21 @@ class MapEntry:
     inode: int = field(default=0, compare=False)
 
 
-def parse_maps(text: str) -> list[MapEntry]:
-    """Parse the text of ``/proc/PID/maps``."""
+def parse_maps(text: str, *, detail: bool = False) -> list[MapEntry]:
+    """Parse the text of ``/proc/PID/maps``; ``detail`` also keeps each line's
+    permissions, offset and inode (the SDK's own placement needs only the ranges)."""
     entries = []
     for line in text.splitlines():
         fields = line.split(maxsplit=5)
         if not fields:
             continue
         lo, _, hi = fields[0].partition("-")
-        entries.append(MapEntry(int(lo, 16), int(hi, 16), fields[5] if len(fields) > 5 else "",
-                                fields[1], int(fields[2], 16), int(fields[4])))
+        name = fields[5] if len(fields) > 5 else ""
+        if detail:
+            entries.append(MapEntry(int(lo, 16), int(hi, 16), name, fields[1],
+                                    int(fields[2], 16), int(fields[4])))
+        else:
+            entries.append(MapEntry(int(lo, 16), int(hi, 16), name))
     return entries
 
 

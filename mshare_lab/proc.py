@@ -115,7 +115,7 @@ def minflt(pid: Pid = "self") -> int | None:
 
 def maps(pid: Pid = "self") -> list[MapEntry]:
     """/proc/PID/maps, parsed by the SDK's parser (the one the SDK places regions with)."""
-    return parse_maps(_read(f"/proc/{pid}/maps"))
+    return parse_maps(_read(f"/proc/{pid}/maps"), detail=True)
 
 
 def vma_at(addr: int, pid: Pid = "self") -> MapEntry | None:
