@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import env
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def portable(path: str | Path) -> str:
