@@ -227,3 +227,50 @@ def test_mapper_throttled_in_region_fault_dies_within_1s_of_sigkill(
         owner.kill()
         ready.close()
     assert took <= harness.scaled(1.0), f"the mapper took {took:.2f} s to die of SIGKILL"
+
+
+def _outside_reader(path: str, start: int, nbytes: int) -> Callable[[], int]:
+    """One read(2) from /dev/zero of nbytes into the window: the kernel faults the pages
+    in from copy_to_user, inside one system call."""
+    def body() -> int:
+        _warm_up()
+        fd = os.open(path, os.O_RDWR)
+        kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
+        zero = os.open("/dev/zero", os.O_RDONLY)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.read.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+        libc.read.restype = ctypes.c_ssize_t
+        return int(libc.read(zero, start, nbytes))
+    return body
+
+
+@pytest.mark.timeout(300)
+def test_outside_mapper_one_syscall_stays_near_memory_high(
+        regions: harness.Regions, memcg: Path) -> None:
+    """A large overcharge inside one system call is throttled at once, as for a task in
+    the cgroup (the core's synchronous check), not only on the way back to user space:
+    one read(2) of 64 MiB into the window keeps the region cgroup under 2 x high."""
+    path, start = regions.path("sys"), harness.take_window()
+    ready = harness.Counter()
+    owner = _child(_creator(memcg, path, start, ready))
+    reader: harness.Child | None = None
+    peak = 0
+    try:
+        ready.wait_for(1)
+        (memcg / "memory.high").write_text(str(HIGH))
+        reader = _child(_outside_reader(path, start, CAP))
+        deadline = time.monotonic() + harness.scaled(10)
+        while time.monotonic() < deadline and not _exited(reader.pid):
+            peak = max(peak, _current(memcg))
+            time.sleep(0.02)
+        peak = max(peak, _current(memcg))
+    finally:
+        if reader is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(reader.pid, signal.SIGKILL)
+            reader.wait_status(30)
+        owner.kill()
+        ready.close()
+    assert peak < 2 * HIGH, \
+        f"one read(2) by an outside mapper took the region cgroup to {peak // MiB} MiB " \
+        f"(memory.high {HIGH // MiB} MiB)"
