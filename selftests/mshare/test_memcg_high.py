@@ -25,7 +25,6 @@ import pytest
 
 PAGE = kapi.PAGE
 MiB = 1 << 20
-CG_ROOT = Path("/sys/fs/cgroup")
 HIGH = 16 * MiB
 CAP = 64 * MiB
 SECONDS = 10.0
@@ -37,26 +36,10 @@ pytestmark = pytest.mark.serial
 @pytest.fixture
 def memcg() -> Iterator[Path]:
     """A cgroup v2 group, memory.max unlimited (cgroup2 mounted if needed)."""
-    if not (CG_ROOT / "cgroup.controllers").exists():
-        kapi.mount("cgroup2", str(CG_ROOT), "cgroup2", 0, None)
-    if "memory" not in (CG_ROOT / "cgroup.controllers").read_text().split():
+    if not harness.memory_controller():
         pytest.skip("kernel config: no memory cgroup controller")
-    (CG_ROOT / "cgroup.subtree_control").write_text("+memory")
-    group = CG_ROOT / f"ks-high-{os.getpid()}"
-    group.mkdir()
-    try:
+    with harness.memory_cgroup("high") as group:
         yield group
-    finally:
-        harness.wait_until(lambda: not (group / "cgroup.procs").read_text().strip(), 30)
-        group.rmdir()
-
-
-def _event(group: Path, key: str) -> int:
-    for line in (group / "memory.events").read_text().splitlines():
-        k, v = line.split()
-        if k == key:
-            return int(v)
-    raise KeyError(key)
 
 
 def _current(group: Path) -> int:
@@ -119,6 +102,13 @@ def _child(fn: Callable[[], object]) -> harness.Child:
     return harness.Child(fn)
 
 
+def _kill(child: harness.Child) -> None:
+    """SIGKILL child (it may be gone already) and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(child.pid, signal.SIGKILL)
+    child.wait_status(30)
+
+
 def _creator(group: Path, path: str, start: int, ready: harness.Counter) -> Callable[[], None]:
     def body() -> None:
         (group / "cgroup.procs").write_text(str(os.getpid()))
@@ -178,10 +168,10 @@ def test_outside_mapper_past_memory_high_reclaims_region_cgroup(
     try:
         ready.wait_for(1)
         (memcg / "memory.high").write_text(str(HIGH))
-        before = _event(memcg, "high")
+        before = harness.cgroup_event(memcg, "high")
         outside = _child(_outside_writer(path, start, CAP))
         outside.result(timeout=120)
-        after = _event(memcg, "high")
+        after = harness.cgroup_event(memcg, "high")
     finally:
         owner.kill()
         ready.close()
@@ -221,9 +211,7 @@ def test_mapper_throttled_in_region_fault_dies_within_1s_of_sigkill(
         took = time.monotonic() - t0
     finally:
         if mapper is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(mapper.pid, signal.SIGKILL)
-            mapper.wait_status(30)
+            _kill(mapper)
         owner.kill()
         ready.close()
     assert took <= harness.scaled(1.0), f"the mapper took {took:.2f} s to die of SIGKILL"
@@ -266,9 +254,7 @@ def test_outside_mapper_one_syscall_stays_near_memory_high(
         peak = max(peak, _current(memcg))
     finally:
         if reader is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(reader.pid, signal.SIGKILL)
-            reader.wait_status(30)
+            _kill(reader)
         owner.kill()
         ready.close()
     assert peak < 2 * HIGH, \
