@@ -35,6 +35,7 @@ __all__ = [
     "NotSupportedError",
     "RegionClosedError",
     "RegionExistsError",
+    "RegionLimitError",
     "RegionNameError",
     "RegionNotEstablishedError",
     "RegionNotFoundError",
@@ -78,6 +79,13 @@ class NotMountedError(MshareError, FileNotFoundError):
 
 class RegionNotEstablishedError(MshareError):
     """The region file exists but its creator has not mapped it yet (ENODATA)."""
+
+
+class RegionLimitError(MshareError):
+    """A limit of the msharefs instance is reached (ENOSPC): ``max_regions`` when a
+    region is created, ``max_size`` when one is established (its first mmap).  The
+    message names the limit; freeing regions (unlink, last close/munmap) or raising it
+    (``mount -o remount,max_regions=N,max_size=S``) makes room."""
 
 
 class MshareValueError(ValueError):
@@ -126,10 +134,15 @@ _BY_ERRNO: dict[int, type[MshareError]] = {
     _errno.EISDIR: NotARegionError,
     _errno.ENODEV: NotSupportedError,
     _errno.ENODATA: RegionNotEstablishedError,
+    _errno.ENOSPC: RegionLimitError,
 }
 
 # Operations whose EEXIST means "address range taken", not "name taken".
 _MAP_OPS = frozenset({"mmap"})
+
+# The msharefs limit an ENOSPC of each operation means: creating a region counts against
+# max_regions, its first mmap (establishing it) against max_size.
+_LIMIT_OF_OP = {"create": "max_regions", "mmap": "max_size"}
 
 
 def from_errno(
@@ -146,6 +159,8 @@ def from_errno(
     else:
         cls = _BY_ERRNO.get(err, MshareError)
     text = f"{op}: {os.strerror(err)}"
+    if err == _errno.ENOSPC and op in _LIMIT_OF_OP:
+        text = f"{text}: msharefs {_LIMIT_OF_OP[op]} limit reached"
     if detail:
         text = f"{text} ({detail})"
     if path is None:

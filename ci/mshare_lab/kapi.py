@@ -87,6 +87,13 @@ UFFDIO_REGISTER = 0xC020AA00  # _IOWR(0xAA, 0x00, struct uffdio_register)
 UFFDIO_REGISTER_MODE_MISSING = 1
 UFFDIO_REGISTER_MODE_WP = 2
 UFFDIO_REGISTER_MODE_MINOR = 4
+UFFD_USER_MODE_ONLY = 1  # userfaultfd(2) flag: no kernel-mode faults (unprivileged use)
+UFFD_FEATURE_WP_ASYNC = 1 << 15
+
+# <linux/personality.h>
+READ_IMPLIES_EXEC = 0x0400000
+PER_QUERY = 0xFFFFFFFF
+SYS_remap_file_pages = 216
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -271,9 +278,9 @@ class _UffdioRegister(ctypes.Structure):
                 ("mode", ctypes.c_uint64), ("ioctls", ctypes.c_uint64)]
 
 
-def uffdio_api(fd: int) -> int:
-    """UFFDIO_API handshake; returns the features the kernel offers."""
-    api = _UffdioApi(UFFD_API, 0, 0)
+def uffdio_api(fd: int, features: int = 0) -> int:
+    """UFFDIO_API handshake asking for features; returns the features the kernel offers."""
+    api = _UffdioApi(UFFD_API, features, 0)
     if _ioctl(fd, UFFDIO_API, ctypes.addressof(api)) != 0:
         _raise("UFFDIO_API")
     return int(api.features)
@@ -284,6 +291,31 @@ def uffdio_register(fd: int, start: int, length: int, mode: int) -> int:
     if _ioctl(fd, UFFDIO_REGISTER, ctypes.addressof(reg)) != 0:
         _raise("UFFDIO_REGISTER")
     return int(reg.ioctls)
+
+
+_personality = _fn("personality", _int, _ul)
+_mincore = _fn("mincore", _int, _vp, _sz, ctypes.c_char_p)
+
+
+def personality(persona: int) -> int:
+    """personality(2): sets the execution domain, returns the previous one."""
+    old = _personality(persona)
+    if old == -1:
+        _raise("personality")
+    return int(old)
+
+
+def mincore(addr: int, length: int) -> bytes:
+    """mincore(2): one byte per page (bit 0: resident)."""
+    vec = ctypes.create_string_buffer((length + PAGE - 1) // PAGE)
+    if _mincore(addr, length, vec) != 0:
+        _raise("mincore")
+    return vec.raw
+
+
+def remap_file_pages(addr: int, size: int, prot: int, pgoff: int, flags: int) -> None:
+    if _syscall(SYS_remap_file_pages, addr, size, prot, pgoff, flags, 0) != 0:
+        _raise("remap_file_pages")
 
 
 def futex_wait(addr: int, expected: int, timeout_s: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 
 import pytest
 
@@ -21,6 +22,8 @@ CASES = [
     (errno.EINVAL, "mmap", errors.MshareError, OSError),
     (errno.ENOMEM, "mmap", errors.MshareError, OSError),
     (errno.EBUSY, "umount", errors.MshareError, OSError),
+    (errno.ENOSPC, "create", errors.RegionLimitError, OSError),
+    (errno.ENOSPC, "mmap", errors.RegionLimitError, OSError),
 ]
 
 
@@ -42,6 +45,20 @@ def test_builtin_handlers_catch_them() -> None:
         raise from_errno(errno.EEXIST, "create", "/x")
     with pytest.raises(FileNotFoundError):
         raise from_errno(errno.ENOENT, "attach")
+
+
+@pytest.mark.parametrize(("op", "limit"), [("create", "max_regions"), ("mmap", "max_size")])
+def test_enospc_names_the_msharefs_limit(op: str, limit: str) -> None:
+    e = from_errno(errno.ENOSPC, op, "/sys/fs/mshare/r", "window 0x1-0x2 requested")
+    assert type(e) is errors.RegionLimitError
+    assert f"{op}: {os.strerror(errno.ENOSPC)}: msharefs {limit} limit reached " \
+        "(window 0x1-0x2 requested)" in str(e)
+
+
+def test_enospc_of_create_without_detail_names_max_regions() -> None:
+    assert str(from_errno(errno.ENOSPC, "create")) == \
+        f"[Errno {errno.ENOSPC}] create: {os.strerror(errno.ENOSPC)}: " \
+        "msharefs max_regions limit reached"
 
 
 def test_from_oserror_keeps_errno_and_defaults_to_eio() -> None:

@@ -294,6 +294,39 @@ def pattern(seed: int, n: int = kapi.PAGE) -> bytes:
     return (block * (n // 16 + 1))[:n]
 
 
+CG_ROOT = Path("/sys/fs/cgroup")
+
+
+def memory_controller() -> bool:
+    """Whether cgroup v2 (mounted here if it is not) has the memory controller."""
+    if not (CG_ROOT / "cgroup.controllers").exists():
+        kapi.mount("cgroup2", str(CG_ROOT), "cgroup2", 0, None)
+    return "memory" in (CG_ROOT / "cgroup.controllers").read_text().split()
+
+
+@contextmanager
+def memory_cgroup(tag: str) -> Iterator[Path]:
+    """A new cgroup v2 group with the memory controller, removed once its tasks are
+    gone (memory_controller() first)."""
+    (CG_ROOT / "cgroup.subtree_control").write_text("+memory")
+    group = CG_ROOT / f"ks-{tag}-{os.getpid()}"
+    group.mkdir()
+    try:
+        yield group
+    finally:
+        wait_until(lambda: not (group / "cgroup.procs").read_text().strip(), 30)
+        group.rmdir()
+
+
+def cgroup_event(group: Path, key: str) -> int:
+    """One counter of group's memory.events."""
+    for line in (group / "memory.events").read_text().splitlines():
+        k, v = line.split()
+        if k == key:
+            return int(v)
+    raise KeyError(key)
+
+
 def run_python(code: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     """Run code in a new interpreter (an unrelated process, not a fork of this one)."""
     env = dict(os.environ)

@@ -250,3 +250,86 @@ def test_userfaultfd_register_einval(pop: Populated, mode: int) -> None:
     finally:
         os.close(fd)
     assert_unchanged(pop)
+
+
+UFFD_MODES = {
+    "missing": (kapi.UFFDIO_REGISTER_MODE_MISSING, 0),
+    "minor": (kapi.UFFDIO_REGISTER_MODE_MINOR, 0),
+    "wp": (kapi.UFFDIO_REGISTER_MODE_WP, 0),
+    "wp_async": (kapi.UFFDIO_REGISTER_MODE_WP, kapi.UFFD_FEATURE_WP_ASYNC),
+}
+
+
+def _user_mode_uffd_register_errno(start: int, size: int, mode: int, features: int) -> int | None:
+    """UFFDIO_REGISTER of [start, start+size) through a UFFD_USER_MODE_ONLY userfaultfd
+    whose UFFDIO_API asked for features: the errno, or None if it was accepted."""
+    fd = kapi.userfaultfd(os.O_CLOEXEC | os.O_NONBLOCK | kapi.UFFD_USER_MODE_ONLY)
+    try:
+        kapi.uffdio_api(fd, features)
+        return harness.errno_of(kapi.uffdio_register, fd, start, size, mode)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize(("mode", "features"), list(UFFD_MODES.values()), ids=list(UFFD_MODES))
+def test_user_mode_userfaultfd_register_of_linked_window_einval(
+        pop: Populated, mode: int, features: int) -> None:
+    """Refused for being a region window (WP-async would accept any other VMA type)."""
+    assert _user_mode_uffd_register_errno(pop.r.start, pop.r.size, mode,
+                                          features) == errno.EINVAL
+    assert_unchanged(pop)
+
+
+@pytest.mark.parametrize(("mode", "features"), list(UFFD_MODES.values()), ids=list(UFFD_MODES))
+def test_unprivileged_userfaultfd_register_of_linked_window_einval(
+        pop: Populated, mode: int, features: int) -> None:
+    os.chmod(pop.r.path, 0o666)
+    r = pop.r
+
+    def body() -> int | None:
+        kapi.munmap(r.start, r.size)
+        fd = os.open(r.path, os.O_RDWR)
+        kapi.mmap(r.start, r.size, harness.RW, kapi.MAP_SHARED | kapi.MAP_FIXED_NOREPLACE, fd)
+        assert kapi.peek(r.start, 16) == harness.pattern(0, 16)  # links the window
+        return _user_mode_uffd_register_errno(r.start, r.size, mode, features)
+
+    assert harness.in_child(body, uid=harness.NOBODY) == errno.EINVAL
+    assert_unchanged(pop)
+
+
+# ---------------------------------------------------------------- refusals that detach
+
+# A MAP_FIXED mapping of the region file over its own live window that msharefs refuses
+# (here: a non-zero offset) fails EINVAL after the core has unmapped the old window
+# (6.12's __mmap_region()), as for any file: the window is gone, the region is not.
+# remap_file_pages() is such a mapping internally.
+REFUSED_REMAPS = ["map_fixed_pgoff1", "remap_file_pages_pgoff1"]
+
+
+def _refused_remap(r: harness.Region, how: str) -> int | None:
+    if how == "map_fixed_pgoff1":
+        return harness.errno_of(kapi.mmap, r.start, r.size, harness.RW,
+                                kapi.MAP_SHARED | kapi.MAP_FIXED, r.fd, PAGE)
+    return harness.errno_of(kapi.remap_file_pages, r.start, r.size, 0, 1, 0)
+
+
+@pytest.mark.parametrize("how", REFUSED_REMAPS)
+def test_refused_remap_over_window_einval(pop: Populated, how: str) -> None:
+    assert _refused_remap(pop.r, how) == errno.EINVAL
+
+
+@pytest.mark.parametrize("how", REFUSED_REMAPS)
+def test_refused_remap_over_window_detaches_it(pop: Populated, how: str) -> None:
+    _refused_remap(pop.r, how)
+    assert harness.errno_of(kapi.mincore, pop.r.start, PAGE) == errno.ENOMEM
+    assert [v for v in kapi.maps() if v.start < pop.r.start + pop.r.size and
+            v.end > pop.r.start] == []
+
+
+@pytest.mark.parametrize("how", REFUSED_REMAPS)
+def test_window_detached_by_refused_remap_reattaches_with_data(pop: Populated,
+                                                               how: str) -> None:
+    _refused_remap(pop.r, how)
+    kapi.mmap(pop.r.start, pop.r.size, harness.RW, kapi.MAP_SHARED | kapi.MAP_FIXED_NOREPLACE,
+              pop.r.fd)
+    assert pop.data() == [harness.pattern(i, 16) for i in range(NPAGES)]

@@ -175,7 +175,6 @@ def test_attach_ebusy_with_hmm_mirror(region: harness.Region) -> None:
 
 # ---------------------------------------------------------------- memcg (item 4)
 
-CG_ROOT = Path("/sys/fs/cgroup")
 CG_LIMIT = 32 << 20
 CG_TOUCH = 128 << 20
 
@@ -183,27 +182,11 @@ CG_TOUCH = 128 << 20
 @pytest.fixture
 def small_memcg() -> Iterator[Path]:
     """A cgroup v2 group with memory.max = 32 MiB (cgroup2 mounted if needed)."""
-    if not (CG_ROOT / "cgroup.controllers").exists():
-        kapi.mount("cgroup2", str(CG_ROOT), "cgroup2", 0, None)
-    if "memory" not in (CG_ROOT / "cgroup.controllers").read_text().split():
+    if not harness.memory_controller():
         pytest.skip("kernel config: no memory cgroup controller")
-    (CG_ROOT / "cgroup.subtree_control").write_text("+memory")
-    group = CG_ROOT / f"ks-mshare-{os.getpid()}"
-    group.mkdir()
-    (group / "memory.max").write_text(str(CG_LIMIT))
-    try:
+    with harness.memory_cgroup("mshare") as group:
+        (group / "memory.max").write_text(str(CG_LIMIT))
         yield group
-    finally:
-        harness.wait_until(lambda: not (group / "cgroup.procs").read_text().strip(), 30)
-        group.rmdir()
-
-
-def _cg_event(group: Path, key: str) -> int:
-    for line in (group / "memory.events").read_text().splitlines():
-        k, v = line.split()
-        if k == key:
-            return int(v)
-    raise KeyError(key)
 
 
 def _touch(start: int, n: int) -> None:
@@ -231,7 +214,7 @@ def test_creator_in_32mib_memcg_is_oom_killed_touching_128mib(
         _touch(start, CG_TOUCH)
 
     assert harness.death_signal(body, timeout=240) == signal.SIGKILL
-    assert _cg_event(small_memcg, "oom_kill") >= 1
+    assert harness.cgroup_event(small_memcg, "oom_kill") >= 1
     assert int((small_memcg / "memory.peak").read_text()) <= CG_LIMIT
 
 

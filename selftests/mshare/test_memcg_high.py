@@ -1,0 +1,262 @@
+"""memory.high of a region's cgroup holds against mappers in other cgroups (second
+review, F1), and a mapper throttled in a region fault still dies at once of SIGKILL.
+
+A creator in cgroup A (cgroup v2, memory.high set, memory.max unlimited) makes a region; a
+mapper in the test's own cgroup writes its pages.  Like a task inside A writing its own
+shared memory, it must be throttled and A reclaimed (memory.events "high" counts
+reclaim_high() runs on A).  The guest has no swap, so shmem is not reclaimable: nothing
+here expects memory.current to fall.  The rate compared is A's memory.current growth past
+memory.high per second, sampled by the test while the writer runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import harness
+import kapi
+import pytest
+
+PAGE = kapi.PAGE
+MiB = 1 << 20
+HIGH = 16 * MiB
+CAP = 64 * MiB
+SECONDS = 10.0
+NOREPLACE = kapi.MAP_SHARED | kapi.MAP_FIXED_NOREPLACE
+
+pytestmark = pytest.mark.serial
+
+
+@pytest.fixture
+def memcg() -> Iterator[Path]:
+    """A cgroup v2 group, memory.max unlimited (cgroup2 mounted if needed)."""
+    if not harness.memory_controller():
+        pytest.skip("kernel config: no memory cgroup controller")
+    with harness.memory_cgroup("high") as group:
+        yield group
+
+
+def _current(group: Path) -> int:
+    return int((group / "memory.current").read_text())
+
+
+def _write(start: int, cap: int, seconds: float) -> int:
+    """Write one byte a page from start on, up to cap bytes, or for seconds once HIGH
+    bytes are written (how long the first HIGH bytes take depends on the machine's load,
+    not on memory.high); bytes written."""
+    deadline = time.monotonic() + harness.scaled(120)
+    done = 0
+    while done < cap and time.monotonic() < deadline:
+        ctypes.memset(start + done, 1, 1)
+        done += PAGE
+        if done == HIGH:
+            deadline = min(deadline, time.monotonic() + seconds)
+    return done
+
+
+def _warm_up() -> None:
+    """Run _write once on scratch memory first, so that the copy-on-write faults of the
+    forked interpreter land before the child joins a cgroup."""
+    scratch = kapi.mmap(0, 64 * PAGE, harness.RW, kapi.MAP_PRIVATE | kapi.MAP_ANONYMOUS, -1)
+    _write(scratch, 64 * PAGE, SECONDS)
+    kapi.munmap(scratch, 64 * PAGE)
+
+
+def _rate_past_high(group: Path, child: harness.Child) -> tuple[float, int, float]:
+    """Sample group's memory.current while child runs: (MiB/s past memory.high from the
+    first sample above it to the last sample, MiB past high at the end, seconds)."""
+    first: tuple[float, int] | None = None
+    last: tuple[float, int] | None = None
+    while not _exited(child.pid):
+        now, cur = time.monotonic(), _current(group)
+        if cur > HIGH:
+            if first is None:
+                first = (now, cur)
+            last = (now, cur)
+        time.sleep(0.02)
+    child.result()
+    assert first is not None and last is not None, \
+        f"{group.name}: memory.current never went past memory.high"
+    secs = last[0] - first[0]
+    past = (last[1] - HIGH) / MiB
+    return (past / secs if secs > 0 else float("inf")), round(past), secs
+
+
+def _state(pid: int) -> str:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
+
+
+def _exited(pid: int) -> bool:
+    """Whether the child has exited (a zombie: not reaped, so its pid stays ours)."""
+    return _state(pid) in "ZX"
+
+
+def _child(fn: Callable[[], object]) -> harness.Child:
+    return harness.Child(fn)
+
+
+def _kill(child: harness.Child) -> None:
+    """SIGKILL child (it may be gone already) and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(child.pid, signal.SIGKILL)
+    child.wait_status(30)
+
+
+def _creator(group: Path, path: str, start: int, ready: harness.Counter) -> Callable[[], None]:
+    def body() -> None:
+        (group / "cgroup.procs").write_text(str(os.getpid()))
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
+        ready.post()
+        while True:
+            signal.pause()
+    return body
+
+
+def _outside_writer(path: str, start: int, cap: int,
+                    seconds: float = SECONDS) -> Callable[[], int]:
+    def body() -> int:
+        _warm_up()
+        fd = os.open(path, os.O_RDWR)
+        kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
+        return _write(start, cap, seconds)
+    return body
+
+
+def _inside_writer(group: Path) -> int:
+    _warm_up()
+    (group / "cgroup.procs").write_text(str(os.getpid()))
+    mem = kapi.mmap(0, CAP, harness.RW, kapi.MAP_SHARED | kapi.MAP_ANONYMOUS, -1)
+    return _write(mem, CAP, SECONDS)
+
+
+@pytest.mark.timeout(300)
+def test_outside_mapper_past_memory_high_no_faster_than_task_inside(
+        regions: harness.Regions, memcg: Path) -> None:
+    (memcg / "memory.high").write_text(str(HIGH))
+    inside = _child(lambda: _inside_writer(memcg))
+    in_rate, in_past, in_secs = _rate_past_high(memcg, inside)
+    path, start = regions.path("high"), harness.take_window()
+    ready = harness.Counter()
+    owner = _child(_creator(memcg, path, start, ready))
+    try:
+        ready.wait_for(1)
+        outside = _child(_outside_writer(path, start, CAP))
+        out_rate, out_past, out_secs = _rate_past_high(memcg, outside)
+    finally:
+        owner.kill()
+        ready.close()
+    assert out_rate <= 1.5 * in_rate, \
+        f"outside mapper: {out_past} MiB past memory.high in {out_secs:.1f} s " \
+        f"({out_rate:.2f} MiB/s); task inside: {in_past} MiB in {in_secs:.1f} s " \
+        f"({in_rate:.2f} MiB/s)"
+
+
+@pytest.mark.timeout(300)
+def test_outside_mapper_past_memory_high_reclaims_region_cgroup(
+        regions: harness.Regions, memcg: Path) -> None:
+    path, start = regions.path("high"), harness.take_window()
+    ready = harness.Counter()
+    owner = _child(_creator(memcg, path, start, ready))
+    try:
+        ready.wait_for(1)
+        (memcg / "memory.high").write_text(str(HIGH))
+        before = harness.cgroup_event(memcg, "high")
+        outside = _child(_outside_writer(path, start, CAP))
+        outside.result(timeout=120)
+        after = harness.cgroup_event(memcg, "high")
+    finally:
+        owner.kill()
+        ready.close()
+    assert after > before, f"memory.events high stayed {before}: A was never reclaimed"
+
+
+@pytest.mark.timeout(300)
+def test_mapper_throttled_in_region_fault_dies_within_1s_of_sigkill(
+        regions: harness.Regions, memcg: Path) -> None:
+    path, start = regions.path("kill"), harness.take_window()
+    ready = harness.Counter()
+    owner = _child(_creator(memcg, path, start, ready))
+    mapper: harness.Child | None = None
+    try:
+        ready.wait_for(1)
+        (memcg / "memory.high").write_text(str(1 * MiB))
+        mapper = _child(_outside_writer(path, start, CAP, 120))
+        # Throttled: asleep in the kernel (S or D) for 0.5 s running, not finished.
+        deadline = time.monotonic() + harness.scaled(60)
+        asleep_since: float | None = None
+        while time.monotonic() < deadline:
+            if _exited(mapper.pid):
+                pytest.fail("the mapper wrote the whole cap: it was never throttled")
+            if _state(mapper.pid) in "SD":
+                asleep_since = asleep_since or time.monotonic()
+                if time.monotonic() - asleep_since >= 0.5:
+                    break
+            else:
+                asleep_since = None
+            time.sleep(0.01)
+        else:
+            pytest.fail("the mapper never stayed asleep in the kernel for 0.5 s")
+        t0 = time.monotonic()
+        os.kill(mapper.pid, signal.SIGKILL)
+        while not _exited(mapper.pid) and time.monotonic() - t0 < harness.scaled(30):
+            time.sleep(0.005)
+        took = time.monotonic() - t0
+    finally:
+        if mapper is not None:
+            _kill(mapper)
+        owner.kill()
+        ready.close()
+    assert took <= harness.scaled(1.0), f"the mapper took {took:.2f} s to die of SIGKILL"
+
+
+def _outside_reader(path: str, start: int, nbytes: int) -> Callable[[], int]:
+    """One read(2) from /dev/zero of nbytes into the window: the kernel faults the pages
+    in from copy_to_user, inside one system call."""
+    def body() -> int:
+        _warm_up()
+        fd = os.open(path, os.O_RDWR)
+        kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
+        zero = os.open("/dev/zero", os.O_RDONLY)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.read.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+        libc.read.restype = ctypes.c_ssize_t
+        return int(libc.read(zero, start, nbytes))
+    return body
+
+
+@pytest.mark.timeout(300)
+def test_outside_mapper_one_syscall_stays_near_memory_high(
+        regions: harness.Regions, memcg: Path) -> None:
+    """A large overcharge inside one system call is throttled at once, as for a task in
+    the cgroup (the core's synchronous check), not only on the way back to user space:
+    one read(2) of 64 MiB into the window keeps the region cgroup under 2 x high."""
+    path, start = regions.path("sys"), harness.take_window()
+    ready = harness.Counter()
+    owner = _child(_creator(memcg, path, start, ready))
+    reader: harness.Child | None = None
+    peak = 0
+    try:
+        ready.wait_for(1)
+        (memcg / "memory.high").write_text(str(HIGH))
+        reader = _child(_outside_reader(path, start, CAP))
+        deadline = time.monotonic() + harness.scaled(10)
+        while time.monotonic() < deadline and not _exited(reader.pid):
+            peak = max(peak, _current(memcg))
+            time.sleep(0.02)
+        peak = max(peak, _current(memcg))
+    finally:
+        if reader is not None:
+            _kill(reader)
+        owner.kill()
+        ready.close()
+    assert peak < 2 * HIGH, \
+        f"one read(2) by an outside mapper took the region cgroup to {peak // MiB} MiB " \
+        f"(memory.high {HIGH // MiB} MiB)"
