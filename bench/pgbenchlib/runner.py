@@ -33,7 +33,7 @@ from typing import Any
 from libmshare import fs, run_cmd
 from mshare_lab import env
 from mshare_lab.benchloop import rotation, save
-from mshare_lab.proc import meminfo_kib, minflt, system_info
+from mshare_lab.proc import meminfo_kib, minflt, mounts, system_info
 from mshare_lab.proc import page_tables_kib as page_tables
 from mshare_lab.proc import vm_pte_kib as vmpte
 
@@ -76,8 +76,7 @@ class Bench:
         self.log = log
         mount = fs.ensure_mounted()
         region_dir = run_cmd.prepare_dir("postgres", mount)
-        if not any(ln.split()[1] == str(ROOT) for ln in Path("/proc/mounts").read_text()
-                   .splitlines()):
+        if not any(m.target == str(ROOT) for m in mounts()):
             mount_tmpfs(ROOT, "3g")
         self.cluster = Cluster(ROOT, mount=mount, region_dir=region_dir)
         self.doc: Doc = {

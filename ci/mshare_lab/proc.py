@@ -13,20 +13,23 @@ import platform
 
 from libmshare import fs
 from libmshare.addrspace import MapEntry, parse_maps
+from libmshare.fs import MountEntry
 
 from . import env
 
 __all__ = [
-    "MapEntry", "config_enabled", "cpu_model", "has_msharefs", "interrupts",
-    "kernel_config", "maps", "meminfo", "meminfo_kib", "minflt", "page_tables_kib",
-    "refresh_counters", "smaps", "smaps_rollup", "status", "system_info", "vm_pte_kib",
-    "vma_at", "vmstat",
+    "MapEntry", "MountEntry", "config_enabled", "cpu_model", "has_msharefs", "interrupts",
+    "kernel_config", "maps", "meminfo", "meminfo_kib", "minflt", "mounts",
+    "page_tables_kib", "refresh_counters", "smaps", "smaps_rollup", "state", "status",
+    "status_kib", "system_info", "vm_pte_kib", "vma_at", "vmstat",
 ]
 
 Pid = int | str
 
 # The one msharefs check: the SDK's (/proc/filesystems lists the type).
 has_msharefs = fs.kernel_supports
+# The one /proc/self/mounts parser: the SDK's, which finds msharefs mounts with it.
+mounts = fs.mount_table
 
 
 def _read(path: str) -> str:
@@ -95,22 +98,40 @@ def status(pid: Pid = "self") -> dict[str, str]:
     return out
 
 
-def vm_pte_kib(pid: Pid = "self") -> int | None:
-    """VmPTE of one process (its own page tables), None if it is gone."""
+def status_kib(field: str, pid: Pid = "self") -> int | None:
+    """One number of /proc/PID/status ("VmLck" in kB), None if the process is gone or
+    has no such field (a kernel thread has no Vm* lines)."""
     try:
-        value = status(pid).get("VmPTE")
+        value = status(pid).get(field)
     except OSError:
         return None
     return int(value.split()[0]) if value else None
 
 
-def minflt(pid: Pid = "self") -> int | None:
-    """Minor faults of a process so far (/proc/PID/stat field 10), None once it is gone."""
+def vm_pte_kib(pid: Pid = "self") -> int | None:
+    """VmPTE of one process (its own page tables), None if it is gone."""
+    return status_kib("VmPTE", pid)
+
+
+def _stat(pid: Pid) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (field 3 on), None once it is gone."""
     try:
         text = _read(f"/proc/{pid}/stat")
     except OSError:
         return None
-    return int(text.rpartition(")")[2].split()[7])
+    return text.rpartition(")")[2].split()
+
+
+def state(pid: Pid = "self") -> str | None:
+    """The process state letter (R, S, D, Z, ...), None once it is gone (reaped)."""
+    fields = _stat(pid)
+    return fields[0] if fields else None
+
+
+def minflt(pid: Pid = "self") -> int | None:
+    """Minor faults of a process so far (/proc/PID/stat field 10), None once it is gone."""
+    fields = _stat(pid)
+    return int(fields[7]) if fields else None
 
 
 def maps(pid: Pid = "self") -> list[MapEntry]:

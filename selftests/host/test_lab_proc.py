@@ -23,6 +23,22 @@ def test_status_and_vm_pte_of_this_process() -> None:
     assert proc.status()["Pid"] == str(os.getpid())
     assert (proc.vm_pte_kib() or 0) > 0
     assert proc.vm_pte_kib(2**22 + 1) is None  # no such process
+    assert proc.status_kib("VmSize") == int(proc.status()["VmSize"].split()[0])
+    assert proc.status_kib("NoSuchField") is None
+
+
+def test_state_of_a_child_until_reaped() -> None:
+    assert proc.state() == "R"  # reading its own stat, this process runs
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    assert child.wait_until(lambda: proc.state(pid) == "Z", 10)  # exited, not reaped yet
+    os.waitpid(pid, 0)
+    assert proc.state(pid) is None
+
+
+def test_mounts_lists_proc() -> None:
+    assert any(m.target == "/proc" and m.fstype == "proc" for m in proc.mounts())
 
 
 def test_maps_and_smaps_see_a_new_mapping() -> None:

@@ -37,7 +37,7 @@ from mshare_lab.child import (  # noqa: F401 - the suite's names for the shared 
     scaled,
     wait_until,
 )
-from mshare_lab.proc import config_enabled  # noqa: F401
+from mshare_lab.proc import config_enabled, mounts  # noqa: F401
 from mshare_lab.proc import has_msharefs as kernel_has_msharefs  # noqa: F401
 
 MOUNT = "/sys/fs/mshare"
@@ -68,8 +68,7 @@ def worker_index() -> int:
 
 
 def mounts_of_type(fstype: str = FSTYPE) -> list[str]:
-    with open("/proc/self/mounts") as f:
-        return [ln.split()[1] for ln in f if ln.split()[2] == fstype]
+    return [m.target for m in mounts() if m.fstype == fstype]
 
 
 def is_mounted() -> bool:
@@ -337,8 +336,7 @@ def run_python(code: str, *args: str, timeout: float = 120.0) -> subprocess.Comp
 
 def shm_dir() -> str:
     """A tmpfs directory for shmem files (/dev/shm if it is a writable tmpfs)."""
-    with open("/proc/self/mounts") as f:
-        tmpfs = {ln.split()[1] for ln in f if ln.split()[2] == "tmpfs"}
+    tmpfs = set(mounts_of_type("tmpfs"))
     if "/dev/shm" in tmpfs and os.access("/dev/shm", os.W_OK):
         return "/dev/shm"
     d = scratch() / "shm"

@@ -58,11 +58,9 @@ def usage() -> Usage:
 
 def mount_options(target: str = MOUNT) -> dict[str, str]:
     """The options /proc/mounts shows for target (key=value ones)."""
-    with open("/proc/mounts") as f:
-        for line in f:
-            fields = line.split()
-            if fields[1] == target and fields[2] == harness.FSTYPE:
-                return dict(o.split("=", 1) for o in fields[3].split(",") if "=" in o)
+    for m in harness.mounts():
+        if m.target == target and m.fstype == harness.FSTYPE:
+            return dict(o.split("=", 1) for o in m.options if "=" in o)
     raise AssertionError(f"{target} is not an msharefs mount")
 
 
