@@ -317,6 +317,14 @@ def memory_cgroup(tag: str) -> Iterator[Path]:
         group.rmdir()
 
 
+def create_in_cgroup(group: Path, path: str, start: int) -> None:
+    """In a child: join group, then create a region at path and map one unit at start
+    (its memory is charged to group)."""
+    (group / "cgroup.procs").write_text(str(os.getpid()))
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    kapi.mmap(start, alignment(), RW, kapi.MAP_SHARED | kapi.MAP_FIXED_NOREPLACE, fd)
+
+
 def cgroup_event(group: Path, key: str) -> int:
     """One counter of group's memory.events."""
     for line in (group / "memory.events").read_text().splitlines():

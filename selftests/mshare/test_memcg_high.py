@@ -108,9 +108,7 @@ def _kill(child: harness.Child) -> None:
 
 def _creator(group: Path, path: str, start: int, ready: harness.Counter) -> Callable[[], None]:
     def body() -> None:
-        (group / "cgroup.procs").write_text(str(os.getpid()))
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
+        harness.create_in_cgroup(group, path, start)
         ready.post()
         while True:
             signal.pause()
