@@ -55,10 +55,12 @@ def test_report_has_the_table_growth_notes_extrapolation_and_goals() -> None:
 
 def test_goals_are_judged_on_the_measured_numbers() -> None:
     met = goals(_doc())
-    assert met and all(line.endswith(": met") for line in met), met
+    counts = [line for line in met if "throughput" not in line]
+    assert counts and all(line.endswith(": met") for line in counts), met
+    # One run each: a ratio goal needs 10 pairs, and inconclusive is never met.
+    assert any("throughput" in g and ": inconclusive: 1 pairs" in g for g in met)
     missed = goals(_doc(shm_ops=2000, mshare_faults=50))
     assert any("touch faults: 50" in g and "NOT met" in g for g in missed)
-    assert any("throughput" in g and "NOT met" in g for g in missed)
 
 
 def test_the_seed_case_comes_out_near_878_gb_for_unshared_tables() -> None:
