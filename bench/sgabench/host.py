@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from mshare_lab import env, proc
-from mshare_lab.gitrev import git_revision
-from vmrun import guestdoc
+from mshare_lab import env
+from vmrun import guestdoc, provenance
 
 __all__ = ["run_guest", "run_host"]
 
@@ -19,17 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 GUEST_SCRIPT = "bench/sga-guest"
 
 
-def host_provenance() -> dict[str, Any]:
-    return {"git_revision": git_revision(),
-            "kernel": {"image": None, "key": None, "flavor": f"host {os.uname().release}",
-                       "mshare": None},
-            "guest": {"cpus": os.cpu_count(),
-                      "memory": f"{proc.meminfo_kib('MemTotal') // 1024} MiB",
-                      "accelerator": "none (host run, no guest)"}}
-
-
 def run_host(guest_args: list[str]) -> tuple[int, dict[str, Any] | None]:
     """Run the guest side here, on the running kernel (tooling tests, no msharefs)."""
+    record = provenance.on_host()
     with tempfile.TemporaryDirectory(prefix="sga-bench-") as tmp:
         out = Path(tmp) / "sga.json"
         cmd = [sys.executable, str(REPO / GUEST_SCRIPT), *guest_args, "--out", str(out),
@@ -37,7 +27,7 @@ def run_host(guest_args: list[str]) -> tuple[int, dict[str, Any] | None]:
         code = subprocess.run(cmd, cwd=REPO, check=False).returncode
         doc = guestdoc.load(out)
         if doc is not None:
-            doc["provenance"] = host_provenance()
+            doc["provenance"] = provenance.finish(record)
         return code, doc
 
 

@@ -8,6 +8,7 @@ from examples.sga.result import RunResult
 from libmshare import format_size
 from mshare_lab import stats
 from mshare_lab.table import text as render
+from vmrun import provenance
 
 from .extrapolate import SEED_PROCESSES, SEED_SGA_GIB, fit, seed_case_gib
 from .runs import CaseRuns, Spread, cases_of, spread
@@ -222,13 +223,7 @@ def _provenance(doc: Doc) -> list[str]:
     p = doc.get("provenance")
     if not p:
         return ["provenance: not recorded"]
-    k, g = p.get("kernel", {}), p.get("guest", {})
-    mshare = {True: "CONFIG_MSHARE=y", False: "CONFIG_MSHARE=n"}.get(k.get("mshare"), "")
-    first = (f"provenance: git revision {p.get('git_revision', '?')}; kernel "
-             f"{k.get('flavor') or '?'}{' ' + mshare if mshare else ''}, build key "
-             f"{k.get('key') or '?'}; guest {g.get('cpus', '?')} vCPUs, "
-             f"{g.get('memory', '?')}, {g.get('accelerator', '?')}")
-    lines = [first]
+    lines = [f"provenance: {provenance.describe(p)}"]
     if p.get("note"):
         lines.append(f"  note: {p['note']}")
     return lines

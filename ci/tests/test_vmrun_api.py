@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kbuild.artifact import Build
-from vmrun import cli, guestdoc, run, status
+from vmrun import cli, guestdoc, provenance, run, status
 
 Fake = Callable[..., Path]
 
@@ -67,3 +67,11 @@ def test_guestdoc_brings_the_document_back(fake: Fake, tmp_path: Path) -> None:
 
 def test_guestdoc_without_a_document_gives_none(tmp_path: Path) -> None:
     assert guestdoc.load(tmp_path / "absent.json") is None
+
+
+def test_a_host_run_has_the_same_record_with_the_running_kernel() -> None:
+    record = provenance.finish(provenance.on_host())
+    assert set(record) == {"git_revision", "kernel", "guest", "host"}
+    assert record["kernel"]["flavor"].startswith("host ") and record["kernel"]["key"] is None
+    assert {"load_before", "load_after"} <= set(record["host"])
+    assert "none (host run, no guest)" in provenance.describe(record)

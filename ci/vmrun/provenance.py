@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from kbuild.artifact import Build
+from mshare_lab import proc
 from mshare_lab.gitrev import git_revision
 from mshare_lab.paths import portable
 
 __all__ = ["FILE", "collect", "describe", "finish", "git_revision", "kernel_info", "line",
-           "parse_line"]
+           "on_host", "parse_line"]
 
 PREFIX = "vm-run: provenance: "
 FILE = "provenance.json"
@@ -83,6 +84,20 @@ def collect(kernel: Build | Path, *, cpus: int, memory: str, accelerator: str,
         "git_revision": git_revision(),
         "kernel": kernel_info(kernel, builds),
         "guest": {"cpus": cpus, "memory": memory, "accelerator": accelerator},
+        "host": {"cpus": os.cpu_count(), "load_before": _load()},
+    }
+
+
+def on_host() -> dict[str, Any]:
+    """The same record for a run on this host's own kernel, no guest (the host benches,
+    tooling checks on a kernel without msharefs): the running kernel in place of a
+    build, the host's load before it."""
+    return {
+        "git_revision": git_revision(),
+        "kernel": {"image": None, "key": None, "flavor": f"host {os.uname().release}",
+                   "mshare": None},
+        "guest": {"cpus": os.cpu_count(), "memory": f"{proc.meminfo_kib('MemTotal') // 1024} MiB",
+                  "accelerator": "none (host run, no guest)"},
         "host": {"cpus": os.cpu_count(), "load_before": _load()},
     }
 
