@@ -35,13 +35,6 @@ def run_guest(guest_args: list[str], *, memory: str, cpus: int, timeout: float,
               kernel: str | None, kvm: bool) -> tuple[int, dict[str, Any] | None]:
     """One boot of the release kernel; the guest writes its JSON into a --rwdir."""
     use_kvm = kvm or env.kvm()
-    with tempfile.TemporaryDirectory(prefix="sga-bench-") as tmp:
-        out = Path(tmp) / "sga.json"
-        args = [*guest_args, "--out", str(out), "--accelerator", "KVM" if use_kvm else "TCG",
-                "--reserve-hugepages"]
-        result, doc = guestdoc.run_script(GUEST_SCRIPT, args, out, kernel, label="run-sga",
-                                          cpus=cpus, memory=memory, timeout=timeout,
-                                          kvm=use_kvm)
-        if doc is not None:
-            doc["provenance"] = result.provenance
-        return result.status, doc
+    args = [*guest_args, "--accelerator", "KVM" if use_kvm else "TCG", "--reserve-hugepages"]
+    return guestdoc.run_bench(GUEST_SCRIPT, args, kernel, label="run-sga", cpus=cpus,
+                              memory=memory, timeout=timeout, kvm=use_kvm)

@@ -65,6 +65,20 @@ def test_guestdoc_brings_the_document_back(fake: Fake, tmp_path: Path) -> None:
     assert result.status == 0 and doc == {"args": ["a", "b"]}
 
 
+def test_run_bench_gives_the_document_with_the_finished_provenance(fake: Fake,
+                                                                  tmp_path: Path) -> None:
+    image = fake()
+    script = tmp_path / "bench.py"
+    script.write_text("import json, sys\n"
+                      "json.dump({'args': sys.argv[1:-2], 'provenance': {}},"
+                      " open(sys.argv[-1], 'w'))\n")
+    status_, doc = guestdoc.run_bench(str(script), ["--plan", "quick"], build_of(image),
+                                      label="test", cpus=2, memory="1G", timeout=60)
+    assert status_ == 0 and doc is not None and doc["args"] == ["--plan", "quick"]
+    assert doc["provenance"]["kernel"]["key"] == "k42"
+    assert "load_after" in doc["provenance"]["host"]
+
+
 def test_guestdoc_without_a_document_gives_none(tmp_path: Path) -> None:
     assert guestdoc.load(tmp_path / "absent.json") is None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from kbuild.artifact import Build
 from . import status
 from .run import REPO, GuestResult, run
 
-__all__ = ["GuestResult", "kernel", "load", "run_script"]
+__all__ = ["GuestResult", "kernel", "load", "run_bench", "run_script"]
 
 
 def load(path: Path) -> dict[str, Any] | None:
@@ -61,3 +62,19 @@ def run_script(script: str, args: Sequence[str], out: Path,
                  kvm=kvm, cwd=REPO)
     return result, load(out)
 
+
+
+def run_bench(script: str, args: Sequence[str], image: Build | str | Path | None, *,
+              label: str, cpus: int, memory: str, timeout: float, kvm: bool | None = None,
+              ) -> tuple[int, dict[str, Any] | None]:
+    """One boot running a bench's guest script, which writes its document where its
+    ``--out`` says (a temporary directory the guest may write): the status and the
+    document, whose provenance is the finished record (the host's load after the boot
+    too, where the guest could copy only the one from before)."""
+    with tempfile.TemporaryDirectory(prefix=f"{label}-") as tmp:
+        out = Path(tmp) / "doc.json"
+        result, doc = run_script(script, [*args, "--out", str(out)], out, image, label=label,
+                                 cpus=cpus, memory=memory, timeout=timeout, kvm=kvm)
+    if doc is not None and result.provenance:
+        doc["provenance"] = result.provenance
+    return result.status, doc
