@@ -90,6 +90,8 @@ def attach(w: Worker, v: View, rng: random.Random) -> None:
 
 
 def anon_over_window(w: Worker, v: View, rng: random.Random) -> None:
+    if w.lock_future:  # mlockall(MCL_FUTURE) would populate all 512 GiB of it
+        return check_slots(w, v, rng)
     anon = kapi.mmap(v.start, v.size, RW, ANON | kapi.MAP_FIXED | kapi.MAP_NORESERVE, -1)
     v.prot, v.linked = None, False
     try:
@@ -234,13 +236,39 @@ def pagemap(w: Worker, v: View, rng: random.Random) -> None:
 
 
 def userfaultfd(w: Worker, v: View, rng: random.Random) -> None:
-    fd = kapi.userfaultfd()
+    """Every mode is refused for a window, write-protect-async included (v3)."""
+    if rng.random() < 0.5:
+        fd, features, mode = kapi.userfaultfd(), 0, kapi.UFFDIO_REGISTER_MODE_MISSING
+    else:
+        fd = kapi.userfaultfd(os.O_CLOEXEC | os.O_NONBLOCK | kapi.UFFD_USER_MODE_ONLY)
+        features, mode = kapi.UFFD_FEATURE_WP_ASYNC, kapi.UFFDIO_REGISTER_MODE_WP
     try:
-        kapi.uffdio_api(fd)
-        w.expect_errno("userfaultfd register", kapi.uffdio_register, fd, v.start, v.size,
-                       kapi.UFFDIO_REGISTER_MODE_MISSING, want=errno.EINVAL)
+        kapi.uffdio_api(fd, features)
+        w.expect_errno(f"userfaultfd register mode {mode}", kapi.uffdio_register, fd,
+                       v.start, v.size, mode, want=errno.EINVAL)
     finally:
         os.close(fd)
+
+
+def refused_remap(w: Worker, v: View, rng: random.Random) -> None:
+    """MAP_FIXED at another offset, or remap_file_pages(), over the window: EINVAL.  The
+    core has unmapped the window first (documented), except remap_file_pages() of a
+    read-only window, which it refuses before touching anything (no VM_SHARED)."""
+    if v.fd >= 0 and rng.random() < 0.5:  # the coordinator's inherited view has no fd
+        w.expect_errno("MAP_FIXED at pgoff 1 over a window", kapi.mmap, v.start, v.size,
+                       v.prot, kapi.MAP_SHARED | kapi.MAP_FIXED, v.fd, PAGE,
+                       want=errno.EINVAL)
+    else:
+        w.expect_errno("remap_file_pages over a window", kapi.remap_file_pages, v.start,
+                       v.size, 0, 1, 0, want=errno.EINVAL)
+        if not v.writable:
+            vma = kapi.vma_at(v.start)
+            w.expect("read-only window after remap_file_pages",
+                     vma and (vma.start, vma.end), (v.start, v.start + v.size))
+            return
+    v.prot, v.linked = None, False
+    w.expect_errno("mincore after a refused remap", kapi.mincore, v.start, PAGE,
+                   want=errno.ENOMEM)
 
 
 def vmsplice(w: Worker, v: View, rng: random.Random) -> None:
@@ -298,6 +326,18 @@ def _wait_or_kill(pid: int) -> int:
     return os.waitpid(pid, 0)[1]
 
 
+def attach_read_implies_exec(w: Worker, v: View, rng: random.Random) -> None:
+    """A PROT_READ attach under READ_IMPLIES_EXEC works and is not executable (v3)."""
+    old = kapi.personality(kapi.READ_IMPLIES_EXEC)
+    try:
+        v.attach(kapi.PROT_READ)
+    finally:
+        kapi.personality(old)
+    vma = kapi.vma_at(v.start)
+    w.expect("window under READ_IMPLIES_EXEC", vma and (vma.start, vma.end, vma.perms[:3]),
+             (v.start, v.start + v.size, "r--"))
+
+
 ATTACHED: dict[str, Op] = {
     "read_data": read_data, "write_slot": write_slot, "check_slots": check_slots,
     "detach": detach, "anon_over_window": anon_over_window, "anon_over_part": anon_over_part,
@@ -306,6 +346,7 @@ ATTACHED: dict[str, Op] = {
     "mlockall": mlockall, "mbind": mbind, "msync": msync, "mincore": mincore,
     "pvm_read": pvm_read, "pvm_write": pvm_write, "proc_mem": proc_mem,
     "pagemap": pagemap, "userfaultfd": userfaultfd, "vmsplice": vmsplice,
-    "fork_child": fork_child,
+    "fork_child": fork_child, "refused_remap": refused_remap,
 }
-DETACHED: dict[str, Op] = {"attach": attach, "mlockall": mlockall}
+DETACHED: dict[str, Op] = {"attach": attach, "mlockall": mlockall,
+                           "attach_read_implies_exec": attach_read_implies_exec}

@@ -325,3 +325,21 @@ def test_window_detached_by_refused_remap_reattaches_with_data(pop: Populated,
     kapi.mmap(pop.r.start, pop.r.size, harness.RW, kapi.MAP_SHARED | kapi.MAP_FIXED_NOREPLACE,
               pop.r.fd)
     assert pop.data() == [harness.pattern(i, 16) for i in range(NPAGES)]
+
+
+def test_remap_file_pages_over_read_only_window_einval_keeps_it(pop: Populated) -> None:
+    """A read-only window has no VM_SHARED, which remap_file_pages() checks before it
+    unmaps anything: EINVAL, and the window stays."""
+    r = pop.r
+    kapi.munmap(r.start, r.size)
+    fd = os.open(r.path, os.O_RDONLY)
+    try:
+        kapi.mmap(r.start, r.size, kapi.PROT_READ, kapi.MAP_SHARED | kapi.MAP_FIXED_NOREPLACE,
+                  fd)
+        assert harness.errno_of(kapi.remap_file_pages, r.start, r.size, 0, 1, 0) == \
+            errno.EINVAL
+        vma = kapi.vma_at(r.start)
+        assert vma is not None and (vma.start, vma.end) == (r.start, r.start + r.size)
+        assert pop.data() == [harness.pattern(i, 16) for i in range(NPAGES)]
+    finally:
+        os.close(fd)
