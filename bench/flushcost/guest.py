@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -48,6 +49,9 @@ class Plan:
     phases: tuple[str, ...] = ("idle", "reader")
     baseline_s: float = 2.0
     after_s: float = 1.0
+    # CPUs the sharers after the first are pinned to, round robin (None: unpinned).  With
+    # 4 vCPUs and (1, 2): compaction on CPU 0, mappers on 1 and 2, CPU 3 never a mapper.
+    mapper_cpus: tuple[int, ...] | None = None
 
 
 PLANS: dict[str, Plan] = {
@@ -56,6 +60,11 @@ PLANS: dict[str, Plan] = {
     "default": Plan(size_mib=128, sharers=(1, 8, 32), reps=3),
     "large": Plan(size_mib=256, sharers=(1, 8, 32), reps=3),
     "smoke": Plan(size_mib=16, sharers=(1, 2), reps=1, baseline_s=1.0, after_s=0.5),
+    # Issue 20's plans: boot with --cpus 4.
+    "cpus4": Plan(size_mib=32, sharers=(1, 8), reps=3, baseline_s=1.5, after_s=0.5,
+                  mapper_cpus=(1, 2)),
+    "n1000": Plan(size_mib=32, sharers=(1, 1000), reps=3, backends=("region",),
+                  phases=("idle",), mapper_cpus=(1, 2)),
 }
 
 
@@ -135,6 +144,11 @@ def prepare_guest() -> list[str]:
                 notes.append(f"{path}: could not set {value}: {e}")
         else:
             notes.append(f"{path}: absent")
+    # Two pipe ends per sharer: 1,000 sharers need more than the default 1,024 fds.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else max(hard, 65536)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+    notes.append(f"RLIMIT_NOFILE = {want}")
     if not (os.path.isdir(mem.SHM_DIR) and os.access(mem.SHM_DIR, os.W_OK)):
         os.makedirs(mem.SHM_DIR, exist_ok=True)
         subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=1777", "tmpfs", mem.SHM_DIR],
@@ -183,8 +197,9 @@ def one_run(backend: str, n: int, phase: str, plan: Plan, tag: str) -> Doc:
         run.update(sharers[0].call(op="populate"))
         run["free_pages_populated"] = zone_free()
         run["block_types_populated"] = block_types()
-        for s in sharers[1:]:
-            s.send(op="attach")
+        cpus = plan.mapper_cpus
+        for i, s in enumerate(sharers[1:]):
+            s.send(op="attach", cpu=cpus[i % len(cpus)] if cpus else None)
         touch = [s.recv() for s in sharers[1:]]
         run["attach_touch_s"] = [t["touch_s"] for t in touch]
         run["attach_touch_faults"] = [t["touch_faults"] for t in touch]
@@ -192,7 +207,8 @@ def one_run(backend: str, n: int, phase: str, plan: Plan, tag: str) -> Doc:
         reader = sharers[-1]
         started = 0.0
         if phase == "reader":
-            reader.send(op="read", cpu=1 if (os.cpu_count() or 1) > 1 else 0)
+            reader.send(op="read", cpu=plan.mapper_cpus[0] if plan.mapper_cpus else
+                        1 if (os.cpu_count() or 1) > 1 else 0)
             started = float(reader.recv()["started"])
             time.sleep(plan.baseline_s)
         v0, i0 = proc.vmstat(), interrupts()

@@ -19,6 +19,18 @@ def _ipis(r: Doc) -> int:
     return sum(sum(v) for k, v in r["ipis"].items() if k in ("CAL", "TLB"))
 
 
+def idle_cpu(plan: Doc) -> int | None:
+    """The CPU no sharer runs on, in plans that pin sharers (the one above theirs)."""
+    cpus = plan.get("mapper_cpus")
+    return max(cpus) + 1 if cpus else None
+
+
+def _ipis_on(r: Doc, cpu: int | None) -> float | None:
+    if cpu is None or any(len(v) <= cpu for v in r["ipis"].values()):
+        return None
+    return float(sum(v[cpu] for k, v in r["ipis"].items() if k in ("CAL", "TLB")))
+
+
 def _drop(r: Doc) -> float | None:
     rd = r.get("reader")
     if not rd or not rd.get("before_pages_s") or rd.get("during_pages_s") is None:
@@ -57,6 +69,7 @@ def _stat(values: list[float]) -> Doc | None:
 def aggregate(doc: Doc) -> list[Doc]:
     """One row per (phase, backend, N) in the plan's order, each metric's median/min/max."""
     plan = doc["plan"]
+    cpu = idle_cpu(plan)
     rows: list[Doc] = []
     for phase in plan["phases"]:
         for n in plan["sharers"]:
@@ -71,8 +84,28 @@ def aggregate(doc: Doc) -> list[Doc]:
                 for key, fn in METRICS.items():
                     vals = [v for v in (fn(r) for r in runs) if v is not None]
                     row[key] = _stat([float(v) for v in vals])
+                row["ipis_idle_cpu"] = _stat([v for v in (_ipis_on(r, cpu) for r in runs)
+                                              if v is not None])
                 rows.append(row)
     return rows
+
+
+def idle_cpu_pairs(doc: Doc) -> list[Doc]:
+    """Per repetition, phase and N: IPIs on the CPU no sharer runs on, region against
+    the same repetition's shm run (issue 20: the region's may not be more)."""
+    cpu = idle_cpu(doc["plan"])
+    if cpu is None or "shm" not in doc["plan"]["backends"]:
+        return []
+    by = {(r["rep"], r["phase"], r["sharers"], r["backend"]): r
+          for r in doc["runs"] if r.get("ok")}
+    out = []
+    for (rep, phase, n, backend), r in sorted(by.items(), key=lambda kv: str(kv[0])):
+        shm = by.get((rep, phase, n, "shm"))
+        if backend != "region" or shm is None:
+            continue
+        out.append({"rep": rep, "phase": phase, "sharers": n, "cpu": cpu,
+                    "region": _ipis_on(r, cpu), "shm": _ipis_on(shm, cpu)})
+    return out
 
 
 def _fit(points: list[tuple[float, float]]) -> Doc | None:
@@ -149,6 +182,19 @@ def markdown(doc: Doc, rows: list[Doc]) -> str:
               "IPIs received", "IPIs / moved page", "reader pages/s before", "during",
               "drop %", f"drop %, runs moving >= {MIN_MOVED}"]
     out.append(table.markdown(header, [_row(r) for r in rows], "llrrrrrrrrrr"))
+    pairs = idle_cpu_pairs(doc)
+    if pairs:
+        ok = sum(1 for p in pairs if p["region"] is not None and p["shm"] is not None
+                 and p["region"] <= p["shm"])
+        out.append("")
+        out.append(f"IPIs received by CPU {pairs[0]['cpu']}, which never runs a sharer, "
+                   f"region against the same repetition's shm run: region <= shm in {ok} "
+                   f"of {len(pairs)} pairs.")
+        out.append("")
+        out.append(table.markdown(
+            ["rep", "phase", "N", "region", "shm"],
+            [[str(p["rep"]), p["phase"], str(p["sharers"]), f"{p['region']:.0f}",
+              f"{p['shm']:.0f}"] for p in pairs], "rlrrr"))
     out.append("")
     out.append("Least-squares fit compact_s = fixed + per_page x shared pages moved, over "
                "every run of a phase and backend (N = all) or of one N (only where at "

@@ -7,7 +7,8 @@ Commands (each answered with one JSON line):
   pages and the filler pages come out of the allocator interleaved; unmap the filler,
   which leaves every other page free (fragmentation that compaction must undo by
   migrating the shared pages).  Pinned to CPU 0 so both come from one per-CPU list.
-- ``attach``: (the others) map the memory and read one byte of every page.
+- ``attach``: (the others) map the memory and read one byte of every page; with
+  ``cpu``, pinned to that CPU from then on (so it only ever runs there).
 - ``pfns``: record the PFN of every shared page (``/proc/self/pagemap``); with
   ``compare`` also say how many changed since the last call (pages that migrated);
   with ``dump`` return them all.
@@ -78,6 +79,7 @@ class _State:
     nbytes: int
     inherited: mmap.mmap | None
     m: mem.Mapping | None = None
+    cpu: int | None = None  # pinned here by attach
     pfns: array[int] = field(default_factory=lambda: array("Q"))
 
 
@@ -98,7 +100,7 @@ def _reader(st: _State, cpu: int, cmd_fd: int) -> dict[str, Any]:
         if r:
             break
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
-    _pin(None)
+    _pin(st.cpu)
     return {"stamps": stamps.tolist(), "chunk_pages": CHUNK_PAGES,
             "minflt": ru1.ru_minflt - ru0.ru_minflt,
             "nvcsw": ru1.ru_nvcsw - ru0.ru_nvcsw, "nivcsw": ru1.ru_nivcsw - ru0.ru_nivcsw}
@@ -110,6 +112,9 @@ def _handle(st: _State, cmd: dict[str, Any], cmd_fd: int, rd: IO[str]) -> dict[s
         st.m = mem.create(st.backend, st.name, st.nbytes, st.inherited)
         return _populate(st.m, st.nbytes)
     if op == "attach":
+        if cmd.get("cpu") is not None:
+            st.cpu = int(cmd["cpu"])
+            _pin(st.cpu)
         if st.m is None:
             st.m = mem.attach(st.backend, st.name, st.nbytes, st.inherited)
         ru0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
