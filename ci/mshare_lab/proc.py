@@ -20,8 +20,8 @@ from . import env
 __all__ = [
     "MapEntry", "MountEntry", "config_enabled", "cpu_model", "has_msharefs", "interrupts",
     "kernel_config", "maps", "meminfo", "meminfo_kib", "minflt", "mounts",
-    "page_tables_kib", "refresh_counters", "smaps", "smaps_rollup", "state", "status",
-    "status_kib", "system_info", "vm_pte_kib", "vma_at", "vmstat",
+    "page_tables_kib", "refresh_counters", "smaps", "smaps_rollup", "stat_flags", "state",
+    "status", "status_kib", "system_info", "vm_pte_kib", "vma_at", "vmstat",
 ]
 
 Pid = int | str
@@ -126,6 +126,13 @@ def state(pid: Pid = "self") -> str | None:
     """The process state letter (R, S, D, Z, ...), None once it is gone (reaped)."""
     fields = _stat(pid)
     return fields[0] if fields else None
+
+
+def stat_flags(pid: Pid = "self") -> int | None:
+    """The task's PF_* flags (/proc/PID/stat field 9; PF_KTHREAD 0x00200000 marks a kernel
+    thread), None once it is gone."""
+    fields = _stat(pid)
+    return int(fields[6]) if fields else None
 
 
 def minflt(pid: Pid = "self") -> int | None:

@@ -35,6 +35,8 @@ def test_state_of_a_child_until_reaped() -> None:
     assert child.wait_until(lambda: proc.state(pid) == "Z", 10)  # exited, not reaped yet
     os.waitpid(pid, 0)
     assert proc.state(pid) is None
+    assert proc.stat_flags(2) is not None and proc.stat_flags(2) & 0x00200000  # kthreadd
+    assert not (proc.stat_flags() or 0) & 0x00200000
 
 
 def test_mounts_lists_proc() -> None:

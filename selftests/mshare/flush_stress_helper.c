@@ -167,6 +167,21 @@ static volatile uint64_t *attach(int *fd, uint64_t *size)
 	return addr;
 }
 
+/* attach(), then one read of each of the n pages (every translation in place before the
+ * run) and the slot says this generation is attached: how the readers and the epoch
+ * writer start. */
+static volatile uint64_t *attach_touched(int idx, uint64_t g, uint64_t n, int *fd,
+					 uint64_t *size)
+{
+	volatile uint64_t *base = attach(fd, size);
+	uint64_t p;
+
+	for (p = 0; p < n; p++)
+		(void)base[p * WORDS];
+	st(CTL_SLOTS + idx * SLOT_WORDS + S_ATTACHED, g);
+	return base;
+}
+
 static void detach(volatile uint64_t *base, int fd, uint64_t size)
 {
 	if (munmap((void *)base, size))
@@ -211,10 +226,7 @@ static void reader(int idx)
 		uint64_t size;
 		int fd;
 
-		base = attach(&fd, &size);
-		for (p = 0; p < n; p++)
-			(void)base[p * WORDS];
-		st(CTL_SLOTS + idx * SLOT_WORDS + S_ATTACHED, g);
+		base = attach_touched(idx, g, n, &fd, &size);
 		while (ld(CTL_RELEASE) < g && !ld(CTL_STOP)) {
 			for (p = 0; p < n; p++) {
 				volatile uint64_t *w = base + p * WORDS;
@@ -251,10 +263,7 @@ static void epoch_writer(int idx)
 		uint64_t size;
 		int fd;
 
-		base = attach(&fd, &size);
-		for (p = 0; p < n; p++)
-			(void)base[p * WORDS];
-		st(CTL_SLOTS + idx * SLOT_WORDS + S_ATTACHED, g);
+		base = attach_touched(idx, g, n, &fd, &size);
 		for (e = 1; ld(CTL_RELEASE) < g && !ld(CTL_STOP); e++) {
 			for (p = 0; p < n; p++)
 				base[p * WORDS + 1] = g << 32 | e;
