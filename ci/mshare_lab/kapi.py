@@ -337,7 +337,7 @@ def futex_wake(addr: int, n: int) -> int:
 
 
 # The /proc readers the suite's cases call through kapi: one implementation, in proc.
-Vma = proc.MapEntry
+Vma = proc.MapDetail
 maps = proc.maps
 vma_at = proc.vma_at
 

@@ -12,13 +12,13 @@ import os
 import platform
 
 from libmshare import fs
-from libmshare.addrspace import MapEntry, parse_maps
+from libmshare.addrspace import MapDetail, parse_maps
 from libmshare.fs import MountEntry
 
 from . import env
 
 __all__ = [
-    "MapEntry", "MountEntry", "config_enabled", "cpu_model", "has_msharefs", "interrupts",
+    "MapDetail", "MountEntry", "config_enabled", "cpu_model", "has_msharefs", "interrupts",
     "kernel_config", "maps", "meminfo", "meminfo_kib", "minflt", "mounts",
     "page_tables_kib", "refresh_counters", "smaps", "smaps_rollup", "stat_flags", "state",
     "status", "status_kib", "system_info", "vm_pte_kib", "vma_at", "vmstat",
@@ -141,12 +141,12 @@ def minflt(pid: Pid = "self") -> int | None:
     return int(fields[7]) if fields else None
 
 
-def maps(pid: Pid = "self") -> list[MapEntry]:
+def maps(pid: Pid = "self") -> list[MapDetail]:
     """/proc/PID/maps, parsed by the SDK's parser (the one the SDK places regions with)."""
     return parse_maps(_read(f"/proc/{pid}/maps"), detail=True)
 
 
-def vma_at(addr: int, pid: Pid = "self") -> MapEntry | None:
+def vma_at(addr: int, pid: Pid = "self") -> MapDetail | None:
     return next((v for v in maps(pid) if v.start <= addr < v.end), None)
 
 
