@@ -200,6 +200,18 @@ static void classify(volatile uint64_t *slot, uint64_t g, uint64_t p, uint64_t v
 	record(slot, g, p, v, want, pub);
 }
 
+/* Attach generation @g, link the window (read every page), report attached. */
+static volatile uint64_t *attach_touched(int idx, uint64_t g, uint64_t n,
+					 int *fd, uint64_t *size)
+{
+	volatile uint64_t *base = attach(fd, size);
+
+	for (uint64_t p = 0; p < n; p++)
+		(void)base[p * WORDS];
+	st(CTL_SLOTS + idx * SLOT_WORDS + S_ATTACHED, g);
+	return base;
+}
+
 static void reader(int idx)
 {
 	volatile uint64_t *slot = &ctl[CTL_SLOTS + idx * SLOT_WORDS];
@@ -211,10 +223,7 @@ static void reader(int idx)
 		uint64_t size;
 		int fd;
 
-		base = attach(&fd, &size);
-		for (p = 0; p < n; p++)
-			(void)base[p * WORDS];
-		st(CTL_SLOTS + idx * SLOT_WORDS + S_ATTACHED, g);
+		base = attach_touched(idx, g, n, &fd, &size);
 		while (ld(CTL_RELEASE) < g && !ld(CTL_STOP)) {
 			for (p = 0; p < n; p++) {
 				volatile uint64_t *w = base + p * WORDS;
@@ -251,10 +260,7 @@ static void epoch_writer(int idx)
 		uint64_t size;
 		int fd;
 
-		base = attach(&fd, &size);
-		for (p = 0; p < n; p++)
-			(void)base[p * WORDS];
-		st(CTL_SLOTS + idx * SLOT_WORDS + S_ATTACHED, g);
+		base = attach_touched(idx, g, n, &fd, &size);
 		for (e = 1; ld(CTL_RELEASE) < g && !ld(CTL_STOP); e++) {
 			for (p = 0; p < n; p++)
 				base[p * WORDS + 1] = g << 32 | e;
