@@ -76,8 +76,8 @@ def _unescape(field: str) -> str:
     return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
 
 
-def find_mounts() -> list[str]:
-    """Every msharefs mount point of this process, in mount order."""
+def find_mounts(fstype: str = FSTYPE) -> list[str]:
+    """Every mount point of ``fstype`` (msharefs) of this process, in mount order."""
     try:
         with open(_PROC_MOUNTS, encoding="utf-8", errors="surrogateescape") as f:
             lines = f.read().splitlines()
@@ -86,7 +86,7 @@ def find_mounts() -> list[str]:
     found = []
     for line in lines:
         fields = line.split()
-        if len(fields) >= 3 and fields[2] == FSTYPE:
+        if len(fields) >= 3 and fields[2] == fstype:
             found.append(_unescape(fields[1]))
     return found
 
