@@ -57,6 +57,7 @@ from .region import (
     unlink,
 )
 from .sizes import format_size, parse_address, parse_size
+from .stats import RegionStats
 
 __version__ = "0.1.0"
 
@@ -83,6 +84,7 @@ __all__ = [
     "RegionNameError",
     "RegionNotEstablishedError",
     "RegionNotFoundError",
+    "RegionStats",
     "SizeSyntaxError",
     "alignment",
     "attach",

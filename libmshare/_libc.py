@@ -1,18 +1,21 @@
-"""The binding layer: the few libc calls and constants msharefs needs, via ctypes.
+"""The binding layer: the few libc calls, constants and uapi structs msharefs needs.
 
 Nothing here knows about names, mounts or regions; every failure becomes an
 exception from :mod:`libmshare.errors` with errno preserved.  ``open``/``pread``/
-``close`` come from :mod:`os`; only what :mod:`os` and :mod:`mmap` cannot do lives
-here (a mapping at a caller-chosen address, ``mount(2)``).
+``close`` come from :mod:`os` and ``ioctl`` from :mod:`fcntl`; only what they and
+:mod:`mmap` cannot do goes through ctypes (a mapping at a caller-chosen address,
+``mount(2)``).
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
+import stat
 
-from .errors import MshareError, from_errno, from_oserror
+from .errors import MshareError, NotSupportedError, from_errno, from_oserror
 
 __all__ = [
     "MAP_ANONYMOUS",
@@ -23,11 +26,14 @@ __all__ = [
     "MAP_PRIVATE",
     "MAP_SHARED",
     "MNT_DETACH",
+    "MSHARE_GET_STATS",
     "MSHARE_INFO_SIZE",
     "PROT_NONE",
     "PROT_READ",
     "PROT_WRITE",
     "MshareInfo",
+    "MshareStats",
+    "get_stats",
     "mmap",
     "mount",
     "munmap",
@@ -62,6 +68,30 @@ class MshareInfo(ctypes.Structure):
 
 
 MSHARE_INFO_SIZE = ctypes.sizeof(MshareInfo)
+
+
+class MshareStats(ctypes.Structure):
+    """``struct mshare_stats`` of <linux/mshare.h>: eight ``__u64``, 64 bytes."""
+
+    _fields_ = [
+        ("start", ctypes.c_uint64),
+        ("size", ctypes.c_uint64),
+        ("resident", ctypes.c_uint64),
+        ("swapped", ctypes.c_uint64),
+        ("pmd_mapped", ctypes.c_uint64),
+        ("page_tables", ctypes.c_uint64),
+        ("nr_mappers", ctypes.c_uint64),
+        ("memcg_id", ctypes.c_uint64),
+    ]
+
+
+def _ior(kind: int, nr: int, size: int) -> int:
+    # <asm-generic/ioctl.h> (x86_64, arm64): dir in bits 30-31 (2 = read), size in
+    # bits 16-29, type in bits 8-15, number in bits 0-7.
+    return (2 << 30) | (size << 16) | (kind << 8) | nr
+
+
+MSHARE_GET_STATS = _ior(0xB9, 0x00, ctypes.sizeof(MshareStats))
 
 # dlopen(NULL): the interpreter's own global namespace, which includes the libc it was
 # linked against (glibc or musl) without guessing a soname.
@@ -151,3 +181,23 @@ def read_mshare_info(fd: int, path: str | None = None) -> MshareInfo | None:
             errno.EIO, "read mshare_info", path, f"got {len(raw)} bytes, expected {MSHARE_INFO_SIZE}"
         )
     return MshareInfo.from_buffer_copy(raw)
+
+
+def get_stats(fd: int, path: str | None = None) -> MshareStats:
+    """ioctl(fd, MSHARE_GET_STATS): what the region open on ``fd`` holds and costs now.
+
+    ENOTTY from a region file means a kernel whose msharefs predates the ioctl, which
+    gets a :class:`NotSupportedError` saying so (errno ENOTTY kept); from anything
+    else (a directory) it is the plain answer to a wrong descriptor.
+    """
+    stats = MshareStats()
+    try:
+        fcntl.ioctl(fd, MSHARE_GET_STATS, stats)
+    except OSError as e:
+        if e.errno == errno.ENOTTY and stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotSupportedError(
+                errno.ENOTTY, "stats: the running kernel's msharefs lacks MSHARE_GET_STATS "
+                "(it predates region stats)", path,
+            ) from None
+        raise from_oserror(e, "stats", path) from None
+    return stats

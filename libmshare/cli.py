@@ -2,6 +2,7 @@
 
 Exit status: 0 on success, 1 when the operation failed (one line on stderr, no
 traceback), 2 for a usage error, 141 when stdout was closed early (``| head``).
+``top`` refreshes until Ctrl-C, which ends it with status 0.
 ``--json``, before or after the subcommand, prints one JSON document on stdout: the
 result, or on failure an object ``{"error": ..., "errno": ..., "type": ...}``.  The
 shapes are listed in the package README.
@@ -17,17 +18,22 @@ import json
 import os
 import pwd
 import sys
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from . import __version__, fs
 from .region import DEFAULT_TIMEOUT, RegionInfo, list_regions, stat, unlink
 from .region import create as create_region
-from .sizes import format_size, parse_address, parse_size
+from .sizes import format_bytes, format_size, parse_address, parse_size
+from .stats import RegionStats
 
 __all__ = ["main"]
 
 Handler = Callable[[argparse.Namespace], Any]
+
+_CLEAR_SCREEN = "\033[H\033[2J"  # cursor home, erase the screen (ANSI)
 
 
 def _mode(text: str) -> int:
@@ -53,9 +59,21 @@ def _octal(mode: int) -> str:
     return f"{mode:04o}"
 
 
+@dataclass(frozen=True)
+class TopSample:
+    """One refresh of ``top``: the mount's regions, sorted by ``sort``, at ``time``."""
+
+    mount: str
+    sort: str
+    time: float
+    regions: list[RegionInfo]
+
+
 def _jsonable(data: Any) -> Any:
     if isinstance(data, RegionInfo):
         return {**dataclasses.asdict(data), "mode": _octal(data.mode)}
+    if isinstance(data, TopSample):
+        return {**dataclasses.asdict(data), "regions": _jsonable(data.regions)}
     if isinstance(data, list):
         return [_jsonable(d) for d in data]
     return data
@@ -111,14 +129,18 @@ def cmd_ls(args: argparse.Namespace) -> list[RegionInfo]:
     return list_regions(mount=args.mount)
 
 
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
 def show_ls(infos: list[RegionInfo]) -> None:
     """Print ``ls`` as a table."""
     rows = [("NAME", "START", "SIZE", "MODE", "OWNER")]
     for i in infos:
         rows.append((i.name, *_geometry(i), _octal(i.mode), _owner(i.uid, i.gid)))
-    widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    _print_table(rows)
 
 
 def cmd_create(args: argparse.Namespace) -> RegionInfo:
@@ -141,11 +163,83 @@ def show_region(info: RegionInfo) -> None:
     print(f"size: {size}{f' ({info.size} bytes)' if info.size is not None else ''}")
     print(f"mode: {_octal(info.mode)}")
     print(f"owner: {_owner(info.uid, info.gid)}")
+    if info.stats is None:
+        print("stats: not available (no permission to open the region, an emulated "
+              "mount, or a kernel without MSHARE_GET_STATS)")
+    else:
+        _show_stats(info.stats)
+
+
+def _amount(n: int) -> str:
+    return f"{format_bytes(n)} ({n} bytes)" if n >= 1024 else str(n)
+
+
+def _show_stats(s: RegionStats) -> None:
+    print(f"resident: {_amount(s.resident)}")
+    print(f"swapped: {_amount(s.swapped)}")
+    print(f"pmd mapped: {_amount(s.pmd_mapped)}")
+    print(f"page tables: {_amount(s.page_tables)}")
+    print(f"mappers: {s.mappers}")
+    where = s.cgroup or ("none" if s.memcg_id == 0 else "not found")
+    print(f"memory cgroup: {where} (id {s.memcg_id})")
 
 
 def cmd_stat(args: argparse.Namespace) -> RegionInfo:
     """Describe one region."""
     return stat(args.name, mount=args.mount)
+
+
+# top --sort KEY: what each key ranks by, largest first.
+_TOP_KEYS: dict[str, Callable[[RegionStats], int]] = {
+    "resident": lambda s: s.resident,
+    "tables": lambda s: s.page_tables,
+    "mappers": lambda s: s.mappers,
+}
+
+
+def cmd_top(args: argparse.Namespace) -> TopSample:
+    """Every region, largest first by the --sort key; regions without stats last."""
+    rank = _TOP_KEYS[args.sort]
+    infos = list_regions(mount=args.mount)
+    infos.sort(key=lambda i: (i.stats is None, -rank(i.stats) if i.stats else 0, i.name))
+    mount = fs.resolve_mount(args.mount).path
+    return TopSample(mount=mount, sort=args.sort, time=time.time(), regions=infos)
+
+
+def show_top(sample: TopSample) -> None:
+    """Print one ``top`` refresh: a summary line and a table."""
+    n = len(sample.regions)
+    summary = f"{n} region{'' if n == 1 else 's'}"
+    known = [i.stats for i in sample.regions if i.stats is not None]
+    if known:  # no totals made of nothing where no region has stats
+        summary += (f", {format_bytes(sum(s.resident for s in known))} resident, "
+                    f"{format_bytes(sum(s.page_tables for s in known))} page tables")
+    clock = time.strftime("%H:%M:%S", time.localtime(sample.time))
+    print(f"{sample.mount}: {summary}, by {sample.sort} at {clock}")
+    rows = [("NAME", "SIZE", "RESIDENT", "SWAP", "PMD", "TABLES", "MAPPERS", "CGROUP")]
+    for i in sample.regions:
+        size = _geometry(i)[1]
+        s = i.stats
+        if s is None:
+            rows.append((i.name, size, *("-",) * 6))
+            continue
+        rows.append((i.name, size, format_bytes(s.resident), format_bytes(s.swapped),
+                     format_bytes(s.pmd_mapped), format_bytes(s.page_tables), str(s.mappers),
+                     s.cgroup or "-"))
+    _print_table(rows)
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number above 0")
+        return value
+
+    return convert
 
 
 def cmd_rm(args: argparse.Namespace) -> dict[str, Any]:
@@ -181,6 +275,8 @@ def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
     p.json_errors = json_errors
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     options(p, None)
+    # Commands other than top show their result once.
+    p.set_defaults(interval=None, count=1)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
                            parser_class=_Parser)
 
@@ -214,6 +310,14 @@ def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
     sp.add_argument("name")
     sp = add("rm", "unlink a region", cmd_rm, lambda d: None)
     sp.add_argument("name")
+    sp = add("top", "regions by memory use, refreshed until Ctrl-C (--json: one sample)",
+             cmd_top, show_top)
+    sp.add_argument("--sort", choices=sorted(_TOP_KEYS), default="resident",
+                    help="rank by resident memory (default), page tables or mappers")
+    sp.add_argument("--interval", type=_positive(float), default=2.0, metavar="SECONDS",
+                    help="seconds between refreshes (default 2)")
+    sp.add_argument("--count", type=_positive(int), metavar="N",
+                    help="stop after N refreshes (default: until Ctrl-C)")
     from . import run_cmd  # `mshare run` (issue 12) lives in its own module
 
     run_cmd.register(add)
@@ -241,6 +345,35 @@ def _run(argv: Sequence[str] | None) -> int:
     # Before parsing, so that usage errors can come out as JSON too.
     wants_json = "--json" in raw[:raw.index("--")] if "--" in raw else "--json" in raw
     args = _parser(json_errors=wants_json).parse_args(raw)
+    if args.interval is None or args.json:
+        return _once(args)  # JSON is one document: one sample
+    return _refresh(args)
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    """Run the command every ``args.interval`` seconds, ``args.count`` times (None: until
+    Ctrl-C, which is how a live view is left, so it exits 0 without a word)."""
+    shown = 0
+    try:
+        while True:
+            if shown:
+                time.sleep(args.interval)
+            # A terminal shows the newest sample in place of the last; a pipe or a file
+            # keeps them all, a blank line apart.
+            if sys.stdout.isatty():
+                print(_CLEAR_SCREEN, end="")
+            elif shown:
+                print()
+            status = _once(args)
+            sys.stdout.flush()
+            shown += 1
+            if status or shown == args.count:
+                return status
+    except KeyboardInterrupt:
+        return 0
+
+
+def _once(args: argparse.Namespace) -> int:
     try:
         data = args.handler(args)
     except (OSError, ValueError, BufferError) as e:

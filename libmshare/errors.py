@@ -70,7 +70,9 @@ class NotARegionError(MshareError, IsADirectoryError):
 
 
 class NotSupportedError(MshareError):
-    """The running kernel has no msharefs (ENODEV)."""
+    """The running kernel has no msharefs (ENODEV), or the msharefs here cannot do what
+    was asked: ENOTTY for region stats on a kernel that predates ``MSHARE_GET_STATS``,
+    EOPNOTSUPP for them on the emulated mount of the tests."""
 
 
 class NotMountedError(MshareError, FileNotFoundError):

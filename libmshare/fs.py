@@ -99,9 +99,9 @@ def mount_table() -> list[MountEntry]:
             for f in (line.split() for line in lines) if len(f) >= 4]
 
 
-def find_mounts() -> list[str]:
-    """Every msharefs mount point of this process, in mount order."""
-    return [m.target for m in mount_table() if m.fstype == FSTYPE]
+def find_mounts(fstype: str = FSTYPE) -> list[str]:
+    """Every mount point of ``fstype`` (msharefs) of this process, in mount order."""
+    return [m.target for m in mount_table() if m.fstype == fstype]
 
 
 def _fake_mount() -> str | None:

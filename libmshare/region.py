@@ -45,6 +45,8 @@ from .errors import (
     MshareError,
     MshareValueError,
     NotARegionError,
+    NotSupportedError,
+    RegionClosedError,
     RegionExistsError,
     RegionNotEstablishedError,
     RegionNotFoundError,
@@ -53,6 +55,7 @@ from .errors import (
 )
 from .fs import INFO_FILE, Mount, read_alignment, resolve_mount
 from .sizes import format_size
+from .stats import RegionStats
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -85,7 +88,10 @@ class RegionInfo:
     ``established`` is True once the creator's first mmap fixed the region's start
     and size, False while it has not, and None when this user may not open the file
     to find out.  ``start`` and ``size`` are None unless it is True.  ``mode`` is the
-    file's permission bits (an ``int`` shown in octal).
+    file's permission bits (an ``int`` shown in octal).  ``stats`` is what the region
+    holds and costs now (:class:`~libmshare.stats.RegionStats`), None where it cannot be
+    read: no permission to open the file, the emulated mount of the tests, or a kernel
+    without ``MSHARE_GET_STATS``.
     """
 
     name: str
@@ -96,6 +102,7 @@ class RegionInfo:
     uid: int
     gid: int
     established: bool | None
+    stats: RegionStats | None = None
 
 
 def _open(path: str, flags: int, op: str, mode: int = 0) -> int:
@@ -392,6 +399,30 @@ class Region:
         """
         return self._handle().buf
 
+    def stats(self) -> RegionStats:
+        """What the region holds and costs now (resident memory, page tables, mappers...).
+
+        Read from the kernel through the region's name, which must still be this
+        region: ``RegionNotFoundError`` once it is unlinked, ``MshareError`` (ESTALE)
+        if the name now belongs to another region.  ``NotSupportedError`` on a kernel
+        without ``MSHARE_GET_STATS`` (ENOTTY) and on the emulated mount (EOPNOTSUPP);
+        :class:`~libmshare.errors.RegionClosedError` after :meth:`close`.
+        """
+        view = self._handle()
+        if view.closed:
+            raise RegionClosedError(f"region {self._name!r} is closed; stats need an open handle")
+        path = self.path
+        fd = _open(path, os.O_RDONLY, "stats")
+        try:
+            if _key(fd) != view.mapping.key:
+                raise MshareError(
+                    errno.ESTALE, "stats: the region was removed and its name now belongs "
+                    "to another region", path,
+                )
+            return backend_for(self._mount.emulated).read_stats(fd, path)
+        finally:
+            os.close(fd)
+
     # -- life cycle ---------------------------------------------------------------
 
     def close(self) -> None:
@@ -576,8 +607,16 @@ def rmdir(name: str, *, mount: str | None = None) -> None:
         raise from_oserror(e, "rmdir", path) from None
 
 
+def _optional_stats(backend: Backend, fd: int, path: str) -> RegionStats | None:
+    try:
+        return backend.read_stats(fd, path)
+    except NotSupportedError:
+        return None  # the emulated mount, or a kernel older than MSHARE_GET_STATS
+
+
 def _info(rel: str, path: str, backend: Backend, st: os.stat_result) -> RegionInfo:
     geometry: tuple[int, int] | None = None
+    stats: RegionStats | None = None
     established: bool | None
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -588,12 +627,13 @@ def _info(rel: str, path: str, backend: Backend, st: os.stat_result) -> RegionIn
     else:
         try:
             geometry = backend.read_info(fd, path)
+            stats = _optional_stats(backend, fd, path)
         finally:
             os.close(fd)
         established = geometry is not None
     start, size = geometry if geometry is not None else (None, None)
     return RegionInfo(rel, path, start, size, FileMode(_stat.S_IMODE(st.st_mode)),
-                      st.st_uid, st.st_gid, established)
+                      st.st_uid, st.st_gid, established, stats)
 
 
 def stat(name: str, *, mount: str | None = None) -> RegionInfo:

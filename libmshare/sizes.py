@@ -10,7 +10,7 @@ import re
 
 from .errors import SizeSyntaxError
 
-__all__ = ["format_address", "format_size", "parse_address", "parse_size"]
+__all__ = ["format_address", "format_bytes", "format_size", "parse_address", "parse_size"]
 
 _UNITS = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40, "P": 50, "E": 60}
 _SIZE_RE = re.compile(r"(?P<num>[0-9]+)(?P<unit>[KMGTPE]?)(?:I?B)?", re.IGNORECASE)
@@ -62,6 +62,20 @@ def format_size(n: int) -> str:
     for unit, shift in sorted(_UNITS.items(), key=lambda kv: -kv[1]):
         if shift and n and n % (1 << shift) == 0:
             return f"{n >> shift}{unit}"
+    return str(n)
+
+
+def format_bytes(n: int) -> str:
+    """An amount rounded for people, as ``ls -h`` shows it: ``1.5M``, ``16M``, ``512``.
+
+    One decimal below 10 units, none above; :func:`format_size` is the exact form.
+    """
+    if n < 0:
+        raise ValueError(f"size {n} is negative")
+    for unit, shift in sorted(_UNITS.items(), key=lambda kv: -kv[1]):
+        if shift and n >= 1 << shift:
+            value = n / (1 << shift)
+            return f"{value:.1f}{unit}" if round(value, 1) < 10 else f"{value:.0f}{unit}"
     return str(n)
 
 

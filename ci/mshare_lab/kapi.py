@@ -25,6 +25,7 @@ munmap = _sdk.munmap
 mount = _sdk.mount
 umount2 = _sdk.umount2
 read_mshare_info = _sdk.read_mshare_info  # pread of struct mshare_info; None before mmap
+mshare_stats = _sdk.get_stats  # ioctl(MSHARE_GET_STATS): struct mshare_stats
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -363,6 +364,20 @@ def pagemap(addr: int, n: int = 1, pid: int | str = "self") -> list[int]:
         f.seek(addr // PAGE * 8)
         raw = f.read(8 * n)
     return [e for (e,) in struct.iter_unpack("=Q", raw)]
+
+
+def smaps_entry(start: int, pid: int | str = "self") -> dict[str, str]:
+    """The fields of the /proc/PID/smaps entry of the VMA that starts at start, as text
+    ("Rss" -> "4 kB"), from proc.smaps; AssertionError when no VMA starts there."""
+    entry = proc.smaps(pid).get(start)
+    if entry is None:
+        raise AssertionError(f"no smaps entry at {start:#x}")
+    return entry
+
+
+def smaps_kb(entry: dict[str, str], key: str) -> int:
+    """One "N kB" field of a smaps entry, in kB."""
+    return int(entry[key].split()[0])
 
 
 def errno_name(e: int) -> str:

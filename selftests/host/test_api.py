@@ -14,7 +14,7 @@ import pytest
 from _hosthelp import FAKE_ALIGN
 
 import libmshare
-from libmshare import Region, addrspace, atomic, cli, errors, fs, region, sizes
+from libmshare import Region, addrspace, atomic, cli, errors, fs, region, sizes, stats
 from libmshare.errors import MshareValueError
 
 WITH_MOUNT: list[Callable[..., Any]] = [
@@ -74,7 +74,8 @@ def _members(cls: type) -> list[tuple[str, Any]]:
 
 PUBLIC = (
     _public(libmshare) + _public(region) + _public(fs) + _public(errors) + _public(sizes)
-    + _public(addrspace) + _public(atomic) + _members(Region) + _members(atomic.AtomicWord)
+    + _public(addrspace) + _public(atomic) + _public(stats) + _members(Region)
+    + _members(atomic.AtomicWord)
     + _members(atomic.AtomicBuffer) + [("cli.main", cli.main)]
 )
 

@@ -213,7 +213,7 @@ def _documented_shapes() -> dict[str, Any]:
 
 def test_json_shapes_are_the_documented_ones(fake_mount: Path) -> None:
     docs = _documented_shapes()
-    assert set(docs) >= {"info", "ls", "stat", "create", "rm", "error"}
+    assert set(docs) >= {"info", "ls", "stat", "create", "rm", "top", "error"}
     start = free_window()
     real = {
         "create": json.loads(ok("create", "s", "--size", "2M", "--addr", hex(start),
@@ -221,6 +221,7 @@ def test_json_shapes_are_the_documented_ones(fake_mount: Path) -> None:
         "ls": json.loads(ok("ls", "--json")),
         "stat": json.loads(ok("stat", "s", "--json")),
         "info": json.loads(ok("info", "--json")),
+        "top": json.loads(ok("top", "--json")),
         "error": json.loads(mshare("stat", "nope", "--json").stdout),
         "rm": json.loads(ok("rm", "s", "--json")),
     }

@@ -5,7 +5,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from libmshare.errors import SizeSyntaxError
-from libmshare.sizes import format_address, format_size, parse_address, parse_size
+from libmshare.sizes import (
+    format_address,
+    format_bytes,
+    format_size,
+    parse_address,
+    parse_size,
+)
 
 
 @pytest.mark.parametrize(
@@ -52,3 +58,17 @@ def test_format() -> None:
 @given(st.integers(min_value=0, max_value=(1 << 64) - 1))
 def test_format_parse_round_trip(n: int) -> None:
     assert parse_size(format_size(n)) == n
+
+
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [(0, "0"), (1023, "1023"), (1024, "1.0K"), (1536, "1.5K"), (12288, "12K"),
+     (16 << 20, "16M"), ((16 << 20) + 5000, "16M"), (3 << 29, "1.5G"), (1 << 40, "1.0T")],
+)
+def test_format_bytes_rounds_for_people(n: int, text: str) -> None:
+    assert format_bytes(n) == text
+
+
+def test_format_bytes_refuses_negative() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        format_bytes(-1)

@@ -317,21 +317,31 @@ def memory_cgroup(tag: str) -> Iterator[Path]:
         group.rmdir()
 
 
-def create_in_cgroup(group: Path, path: str, start: int) -> None:
+def create_in_cgroup(group: Path, path: str, start: int) -> int:
     """In a child: join group, then create a region at path and map one unit at start
-    (its memory is charged to group)."""
+    (its memory is charged to group); the region's fd, left open."""
     (group / "cgroup.procs").write_text(str(os.getpid()))
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     kapi.mmap(start, alignment(), RW, kapi.MAP_SHARED | kapi.MAP_FIXED_NOREPLACE, fd)
+    return fd
+
+
+def _cgroup_counter(group: Path, file: str, key: str) -> int:
+    for line in (group / file).read_text().splitlines():
+        k, v = line.split()
+        if k == key:
+            return int(v)
+    raise KeyError(f"{file} has no {key}")
 
 
 def cgroup_event(group: Path, key: str) -> int:
     """One counter of group's memory.events."""
-    for line in (group / "memory.events").read_text().splitlines():
-        k, v = line.split()
-        if k == key:
-            return int(v)
-    raise KeyError(key)
+    return _cgroup_counter(group, "memory.events", key)
+
+
+def memory_stat(group: Path, key: str) -> int:
+    """One counter of group's memory.stat (bytes for the memory kinds)."""
+    return _cgroup_counter(group, "memory.stat", key)
 
 
 def run_python(code: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:

@@ -25,8 +25,6 @@ import harness
 import kapi
 import pytest
 
-from mshare_lab import proc
-
 PAGE = kapi.PAGE
 LINKS = ["linked", "unlinked"]
 
@@ -72,25 +70,18 @@ def target(region: harness.Region) -> Iterator[Callable[[bool], Target]]:
 
 # ---------------------------------------------------------------- /proc walkers
 
-def _smaps_entry(start: int, pid: int | str = "self") -> dict[str, str]:
-    entry = proc.smaps(pid).get(start)
-    if entry is None:
-        raise AssertionError(f"no smaps entry at {start:#x}")
-    return entry
-
-
 def test_smaps_lists_region_with_its_full_size(region: harness.Region) -> None:
-    e = _smaps_entry(region.start)
+    e = kapi.smaps_entry(region.start)
     assert e["Size"] == f"{region.size >> 10} kB"
 
 
 def test_smaps_rss_counts_touched_pages_in_each_sharer(regions: harness.Regions) -> None:
-    """smaps walks the shared tables through the linked entry: every sharer reports the
-    region's resident pages as its own (documented: PSS counts them in each)."""
+    """smaps walks the region's own tables: every sharer reports the region's resident
+    pages in Rss (Pss is its share: test_accounting)."""
     r = regions.create()
     for i in range(8):
         r.poke(i * PAGE, b"x")
-    rss = int(_smaps_entry(r.start)["Rss"].split()[0])
+    rss = int(kapi.smaps_entry(r.start)["Rss"].split()[0])
     assert rss == 8 * PAGE >> 10, f"Rss {rss} kB for 8 touched pages"
 
 
