@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import pickle
 import re
 import signal
 from collections.abc import Callable, Iterator
@@ -320,8 +321,8 @@ def test_region_filling_creator_cgroup_kills_its_largest_sharer_first(
             _touch(anon, OOM_HOG)
 
         def write() -> None:
-            fd = os.open(path, os.O_RDWR)
-            kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
+            """In a fork of this process, which maps the window: a sharer from its
+            first write."""
             os.unlink(path)  # as a database does once all have attached
             for i in range(OOM_WRITE // PAGE):
                 kapi.poke(start + i * PAGE, _page_byte(i))
@@ -331,7 +332,7 @@ def test_region_filling_creator_cgroup_kills_its_largest_sharer_first(
         r = regions.attach(path)  # reads what the writer wrote, once it is gone
         log = KernelLog()
         try:
-            _, status = harness.Child(write).wait_status(300)
+            data, status = harness.Child(write).wait_status(300)
             killed = [int(m.group(1)) for line in log.take()
                       for m in [re.search(r"Killed process (\d+)", line)] if m]
         finally:
@@ -341,7 +342,7 @@ def test_region_filling_creator_cgroup_kills_its_largest_sharer_first(
                 gate.close()
                 ready.close()
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGBUS, \
-            f"mapper ended with status {status:#x}"
+            f"mapper ended with status {status:#x}: {pickle.loads(data) if data else ''}"
         assert killed[:2] == [creator[0].pid, hogger[0].pid], \
             f"OOM kills {killed}: creator {creator[0].pid}, hog {hogger[0].pid}"
 
