@@ -17,7 +17,9 @@ from __future__ import annotations
 import functools
 import mmap as _pymmap
 import resource
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, overload
 
 from .errors import AddressRangeError, AlignmentError
 from .sizes import format_size
@@ -55,15 +57,41 @@ class MapEntry:
     name: str
 
 
-def parse_maps(text: str) -> list[MapEntry]:
-    """Parse the text of ``/proc/PID/maps``."""
-    entries = []
+@dataclass(frozen=True)
+class MapDetail(MapEntry):
+    """A line of ``/proc/PID/maps`` with its permissions, file offset and inode, for
+    readers that look at them.  A class of its own: every field a frozen dataclass has
+    costs its construction, and the SDK's placement, which parses the whole of its
+    process's maps for every region it places, needs only the ranges."""
+
+    perms: str
+    offset: int
+    inode: int
+
+
+@overload
+def parse_maps(text: str) -> list[MapEntry]: ...
+
+
+@overload
+def parse_maps(text: str, *, detail: Literal[True]) -> list[MapDetail]: ...
+
+
+def parse_maps(text: str, *, detail: bool = False) -> Sequence[MapEntry]:
+    """Parse the text of ``/proc/PID/maps``; ``detail`` also keeps each line's
+    permissions, offset and inode (as MapDetail)."""
+    entries: list[MapEntry] = []
     for line in text.splitlines():
         fields = line.split(maxsplit=5)
         if not fields:
             continue
         lo, _, hi = fields[0].partition("-")
-        entries.append(MapEntry(int(lo, 16), int(hi, 16), fields[5] if len(fields) > 5 else ""))
+        name = fields[5] if len(fields) > 5 else ""
+        if detail:
+            entries.append(MapDetail(int(lo, 16), int(hi, 16), name, fields[1],
+                                     int(fields[2], 16), int(fields[4])))
+        else:
+            entries.append(MapEntry(int(lo, 16), int(hi, 16), name))
     return entries
 
 

@@ -32,12 +32,14 @@ __all__ = [
     "FSTYPE",
     "INFO_FILE",
     "Mount",
+    "MountEntry",
     "alignment",
     "ensure_mounted",
     "find_mount",
     "find_mounts",
     "kernel_supports",
     "mount",
+    "mount_table",
     "parse_mshare_info",
     "read_alignment",
     "resolve_mount",
@@ -76,19 +78,30 @@ def _unescape(field: str) -> str:
     return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
 
 
-def find_mounts(fstype: str = FSTYPE) -> list[str]:
-    """Every mount point of ``fstype`` (msharefs) of this process, in mount order."""
+@dataclass(frozen=True)
+class MountEntry:
+    """One line of /proc/self/mounts, unescaped; ``options`` as the kernel lists them."""
+
+    source: str
+    target: str
+    fstype: str
+    options: tuple[str, ...]
+
+
+def mount_table() -> list[MountEntry]:
+    """Every mount of this process, in mount order ([] if /proc is not readable)."""
     try:
         with open(_PROC_MOUNTS, encoding="utf-8", errors="surrogateescape") as f:
             lines = f.read().splitlines()
     except OSError:
         return []
-    found = []
-    for line in lines:
-        fields = line.split()
-        if len(fields) >= 3 and fields[2] == fstype:
-            found.append(_unescape(fields[1]))
-    return found
+    return [MountEntry(_unescape(f[0]), _unescape(f[1]), f[2], tuple(f[3].split(",")))
+            for f in (line.split() for line in lines) if len(f) >= 4]
+
+
+def find_mounts(fstype: str = FSTYPE) -> list[str]:
+    """Every mount point of ``fstype`` (msharefs) of this process, in mount order."""
+    return [m.target for m in mount_table() if m.fstype == fstype]
 
 
 def _fake_mount() -> str | None:

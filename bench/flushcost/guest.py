@@ -19,7 +19,6 @@ One run:
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import resource
@@ -29,6 +28,9 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from mshare_lab import paths, proc
+from mshare_lab.benchloop import rotation, save
 
 from . import mem
 from .sharer import Sharer, spawn
@@ -76,14 +78,6 @@ def _read(path: str) -> str:
         return f.read()
 
 
-def vmstat() -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in _read("/proc/vmstat").splitlines():
-        k, v = line.split()
-        out[k] = int(v)
-    return out
-
-
 VMSTAT_KEYS = ("pgmigrate_success", "pgmigrate_fail", "compact_migrate_scanned",
                "compact_free_scanned", "compact_isolated", "nr_tlb_remote_flush",
                "nr_tlb_remote_flush_received", "nr_tlb_local_flush_all",
@@ -92,14 +86,7 @@ VMSTAT_KEYS = ("pgmigrate_success", "pgmigrate_fail", "compact_migrate_scanned",
 
 def interrupts() -> dict[str, list[int]]:
     """Per-CPU counts of the IPI rows: CAL (function calls) and TLB (shootdowns)."""
-    lines = _read("/proc/interrupts").splitlines()
-    ncpu = len(lines[0].split())
-    out: dict[str, list[int]] = {}
-    for line in lines[1:]:
-        parts = line.split()
-        if parts and parts[0] in ("CAL:", "TLB:", "RES:"):
-            out[parts[0].rstrip(":")] = [int(x) for x in parts[1:1 + ncpu]]
-    return out
+    return {k: v for k, v in proc.interrupts().items() if k in ("CAL", "TLB", "RES")}
 
 
 def zone_free() -> dict[str, int]:
@@ -171,31 +158,17 @@ def prepare_guest() -> list[str]:
 
 
 def guest_info() -> Doc:
-    mem_kib = 0
-    for line in _read("/proc/meminfo").splitlines():
-        if line.startswith("MemTotal:"):
-            mem_kib = int(line.split()[1])
-    model = ""
-    for line in _read("/proc/cpuinfo").splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
     zones = [line.strip() for line in _read("/proc/zoneinfo").splitlines()
              if line.startswith("Node") or line.strip().startswith("managed")]
-    config = os.environ.get("LIBMSHARE_KERNEL_CONFIG", "")
-    opts: dict[str, str] = {}
-    if config and os.path.exists(config):
-        want = ("CONFIG_MSHARE", "CONFIG_DEBUG_VM", "CONFIG_LOCKDEP", "CONFIG_PROVE_LOCKING",
-                "CONFIG_DEBUG_KMEMLEAK", "CONFIG_KASAN", "CONFIG_COMPACTION", "CONFIG_MIGRATION",
-                "CONFIG_TRANSPARENT_HUGEPAGE", "CONFIG_DEBUG_TLBFLUSH", "CONFIG_PREEMPT",
-                "CONFIG_PREEMPT_VOLUNTARY", "CONFIG_PREEMPT_NONE", "CONFIG_HZ")
-        for line in _read(config).splitlines():
-            k, _, v = line.partition("=")
-            if k in want:
-                opts[k] = v
+    opts = proc.kernel_config((
+        "CONFIG_MSHARE", "CONFIG_DEBUG_VM", "CONFIG_LOCKDEP", "CONFIG_PROVE_LOCKING",
+        "CONFIG_DEBUG_KMEMLEAK", "CONFIG_KASAN", "CONFIG_COMPACTION", "CONFIG_MIGRATION",
+        "CONFIG_TRANSPARENT_HUGEPAGE", "CONFIG_DEBUG_TLBFLUSH", "CONFIG_PREEMPT",
+        "CONFIG_PREEMPT_VOLUNTARY", "CONFIG_PREEMPT_NONE", "CONFIG_HZ"))
     return {"kernel": platform.release(), "version": platform.version(),
-            "cpus": os.cpu_count(), "cpu_model": model, "mem_total_kib": mem_kib,
-            "zones": zones, "kernel_image": os.environ.get("LIBMSHARE_KERNEL_IMAGE"),
+            "cpus": os.cpu_count(), "cpu_model": proc.cpu_model(),
+            "mem_total_kib": proc.meminfo_kib("MemTotal"),
+            "zones": zones, "kernel_image": paths.kernel_image(),
             "config": opts, "python": sys.version.split()[0]}
 
 
@@ -238,11 +211,11 @@ def one_run(backend: str, n: int, phase: str, plan: Plan, tag: str) -> Doc:
                         1 if (os.cpu_count() or 1) > 1 else 0)
             started = float(reader.recv()["started"])
             time.sleep(plan.baseline_s)
-        v0, i0 = vmstat(), interrupts()
+        v0, i0 = proc.vmstat(), interrupts()
         t0 = time.monotonic()
         run["compact_s"] = compact()
         t1 = time.monotonic()
-        v1, i1 = vmstat(), interrupts()
+        v1, i1 = proc.vmstat(), interrupts()
         if phase == "reader":
             time.sleep(plan.after_s)
             t2 = time.monotonic()
@@ -276,13 +249,6 @@ def one_run(backend: str, n: int, phase: str, plan: Plan, tag: str) -> Doc:
     return run
 
 
-def _save(doc: Doc, path: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, path)
-
-
 def _summary(r: Doc) -> str:
     if not r.get("ok"):
         return f"FAILED: {r.get('error')}"
@@ -303,15 +269,12 @@ def run_plan(plan_name: str, plan: Plan, out: str, accelerator: str,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "guest": {**guest_info(), "accelerator": accelerator},
                 "notes": notes, "runs": []}
-    _save(doc, out)
+    save(doc, out)
     t_all = time.monotonic()
     k = 0
     for rep in range(plan.reps):
         for n in plan.sharers:
-            # Rotate the backend order each repetition: no backend always runs first.
-            order = list(plan.backends[rep % len(plan.backends):]) + \
-                list(plan.backends[:rep % len(plan.backends)])
-            for backend in order:
+            for backend in rotation(plan.backends, rep):
                 for phase in plan.phases:
                     k += 1
                     r = one_run(backend, n, phase, plan, f"{k}")
@@ -319,9 +282,9 @@ def run_plan(plan_name: str, plan: Plan, out: str, accelerator: str,
                     r["seq"] = k
                     doc["runs"].append(r)
                     doc["elapsed_s"] = time.monotonic() - t_all
-                    _save(doc, out)
+                    save(doc, out)
                     log(f"[{time.monotonic() - t_all:6.0f}s] rep {rep} {backend:6} N={n:<3} "
                         f"{phase:6}: {_summary(r)}")
     doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    _save(doc, out)
+    save(doc, out)
     return doc

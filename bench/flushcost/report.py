@@ -6,6 +6,8 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
+from mshare_lab import stats, table
+
 __all__ = ["aggregate", "fits", "markdown"]
 
 Doc = dict[str, Any]
@@ -58,10 +60,10 @@ METRICS: dict[str, Callable[[Doc], float | None]] = {
 
 
 def _stat(values: list[float]) -> Doc | None:
-    if not values:
+    sp = stats.spread(values)
+    if sp is None:
         return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "n": len(values), "values": values}
+    return {"median": sp.median, "min": sp.low, "max": sp.high, "n": sp.n, "values": values}
 
 
 def aggregate(doc: Doc) -> list[Doc]:
@@ -150,6 +152,23 @@ def _fmt(st: Doc | None, spec: str, spread: bool = True) -> str:
     return f"{med} ({format(st['min'], spec)}-{format(st['max'], spec)})"
 
 
+def _row(r: Doc) -> list[str]:
+    if not r["runs"]:
+        return [r["phase"], r["backend"], str(r["sharers"]), f"failed ({r['failed']})",
+                *[""] * 8]
+    reader = r["phase"] == "reader"
+    moved_s = _fmt(r["shared_moved"], ".0f")
+    if r["shared_present"] is not None:
+        moved_s += f" / {r['shared_present']['median']:.0f}"
+    return [r["phase"], r["backend"], str(r["sharers"]), _fmt(r["compact_s"], ".2f"), moved_s,
+            _fmt(r["us_per_moved"], ".0f"), _fmt(r["ipis"], ".0f", False),
+            _fmt(r["ipis_per_moved"], ".2f", False),
+            _fmt(r["reader_before"], ",.0f", False) if reader else "-",
+            _fmt(r["reader_during"], ",.0f", False) if reader else "-",
+            _fmt(r["reader_drop_pct"], ".0f") if reader else "-",
+            _fmt(r["reader_drop_moving"], ".0f") if reader else "-"]
+
+
 def markdown(doc: Doc, rows: list[Doc]) -> str:
     out: list[str] = []
     plan = doc["plan"]
@@ -159,32 +178,10 @@ def markdown(doc: Doc, rows: list[Doc]) -> str:
                f"least {MIN_MOVED}; IPIs = CAL + TLB interrupts on all CPUs during the "
                "compaction.")
     out.append("")
-    out.append("| phase | backend | N | compact s | shared pages moved "
-               "| us / moved page | IPIs received | IPIs / moved page "
-               f"| reader pages/s before | during | drop % | drop %, runs moving >= {MIN_MOVED} |")
-    out.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-    for r in rows:
-        if not r["runs"]:
-            out.append(f"| {r['phase']} | {r['backend']} | {r['sharers']} | "
-                       f"failed ({r['failed']}) |" + " |" * 8)
-            continue
-        reader = r["phase"] == "reader"
-        moved = r["shared_moved"]
-        present = r["shared_present"]
-        moved_s = _fmt(moved, ".0f")
-        if present is not None:
-            moved_s += f" / {present['median']:.0f}"
-        out.append(
-            f"| {r['phase']} | {r['backend']} | {r['sharers']} "
-            f"| {_fmt(r['compact_s'], '.2f')} "
-            f"| {moved_s} "
-            f"| {_fmt(r['us_per_moved'], '.0f')} "
-            f"| {_fmt(r['ipis'], '.0f', False)} "
-            f"| {_fmt(r['ipis_per_moved'], '.2f', False)} "
-            f"| {_fmt(r['reader_before'], ',.0f', False) if reader else '-'} "
-            f"| {_fmt(r['reader_during'], ',.0f', False) if reader else '-'} "
-            f"| {_fmt(r['reader_drop_pct'], '.0f') if reader else '-'} "
-            f"| {_fmt(r['reader_drop_moving'], '.0f') if reader else '-'} |")
+    header = ["phase", "backend", "N", "compact s", "shared pages moved", "us / moved page",
+              "IPIs received", "IPIs / moved page", "reader pages/s before", "during",
+              "drop %", f"drop %, runs moving >= {MIN_MOVED}"]
+    out.append(table.markdown(header, [_row(r) for r in rows], "llrrrrrrrrrr"))
     pairs = idle_cpu_pairs(doc)
     if pairs:
         ok = sum(1 for p in pairs if p["region"] is not None and p["shm"] is not None
@@ -194,21 +191,18 @@ def markdown(doc: Doc, rows: list[Doc]) -> str:
                    f"region against the same repetition's shm run: region <= shm in {ok} "
                    f"of {len(pairs)} pairs.")
         out.append("")
-        out.append("| rep | phase | N | region | shm |")
-        out.append("|--:|---|--:|--:|--:|")
-        for p in pairs:
-            out.append(f"| {p['rep']} | {p['phase']} | {p['sharers']} | {p['region']:.0f} "
-                       f"| {p['shm']:.0f} |")
+        out.append(table.markdown(
+            ["rep", "phase", "N", "region", "shm"],
+            [[str(p["rep"]), p["phase"], str(p["sharers"]), f"{p['region']:.0f}",
+              f"{p['shm']:.0f}"] for p in pairs], "rlrrr"))
     out.append("")
     out.append("Least-squares fit compact_s = fixed + per_page x shared pages moved, over "
                "every run of a phase and backend (N = all) or of one N (only where at "
                "least 3 runs moved a range of page counts wide enough):")
     out.append("")
-    out.append("| phase | backend | N | runs | moved range | us / moved page (slope) "
-               "| fixed s |")
-    out.append("|---|---|--:|--:|--:|--:|--:|")
-    for f in fits(doc):
-        out.append(f"| {f['phase']} | {f['backend']} | {f['sharers']} | {f['runs']} "
-                   f"| {f['moved_range'][0]:.0f}-{f['moved_range'][1]:.0f} "
-                   f"| {f['per_page_us']:.0f} | {f['fixed_s']:.2f} |")
+    out.append(table.markdown(
+        ["phase", "backend", "N", "runs", "moved range", "us / moved page (slope)", "fixed s"],
+        [[f["phase"], f["backend"], str(f["sharers"]), str(f["runs"]),
+          f"{f['moved_range'][0]:.0f}-{f['moved_range'][1]:.0f}", f"{f['per_page_us']:.0f}",
+          f"{f['fixed_s']:.2f}"] for f in fits(doc)], "llrrrrr"))
     return "\n".join(out)

@@ -30,8 +30,6 @@ __all__ = [
     "Cluster",
     "PgbenchResult",
     "hugepages",
-    "meminfo_kib",
-    "minflt",
     "mount_tmpfs",
     "parse_pgbench",
     "region_maps",
@@ -41,28 +39,6 @@ BIN = Path("/usr/lib/postgresql/15/bin")
 CONFIGS = ("stock", "huge", "msharefs")
 USER = "postgres"
 PORT = 5499  # not 5432: never collide with a cluster of the machine's own
-
-
-def meminfo_kib(name: str) -> int:
-    """A /proc/meminfo field, the per-CPU counter deltas folded in first (as root)."""
-    with contextlib.suppress(OSError), open("/proc/sys/vm/stat_refresh", "w") as r:
-        r.write("1\n")
-    with open("/proc/meminfo") as f:
-        for line in f:
-            key, _, rest = line.partition(":")
-            if key == name:
-                return int(rest.split()[0])
-    raise KeyError(name)
-
-
-def minflt(pid: int) -> int | None:
-    """Minor faults of a process so far (/proc/PID/stat field 10), None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-    except OSError:
-        return None
-    return int(text.rpartition(")")[2].split()[7])
 
 
 def region_maps(pid: int, mount: str) -> list[str]:
@@ -329,6 +305,3 @@ class Cluster:
     def pgbench(self, args: list[str], timeout: float = 3600) -> PgbenchResult:
         p = self.run([str(BIN / "pgbench"), *args], timeout=timeout)
         return parse_pgbench(p.stdout + p.stderr)
-
-    def backend_pids(self, session_pids: list[int]) -> list[int]:
-        return [p for p in session_pids if minflt(p) is not None]

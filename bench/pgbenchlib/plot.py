@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from mshare_lab import plot as lab_plot
+from mshare_lab.stats import Spread
+
 from .report import CONFIGS, Row, one_copy_kib, rows
 
 __all__ = ["plot"]
@@ -13,51 +16,44 @@ _STYLE = {"msharefs": ("tab:green", "o"), "stock": ("tab:red", "s"),
           "huge": ("tab:blue", "D")}
 
 
+def _exact(value: Callable[[Row], float | None]) -> Callable[[Row], Spread | None]:
+    """A count as a spread of one (drawn without a band)."""
+    def get(r: Row) -> Spread | None:
+        v = value(r)
+        return None if v is None else Spread(float(v), float(v), float(v), 1)
+    return get
+
+
 def plot(doc: dict[str, Any], path: str) -> bool:
     """Draw the plot; False (and nothing written) if there is nothing to draw."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display, in CI or the guest
-    import matplotlib.pyplot as plt
-
     rs = [r for r in rows(doc) if not r.skipped]
     if not any(r.segment_kib is not None for r in rs):
         return False
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
-    panels: list[tuple[str, Callable[[Row], float | None]]] = [
-        ("segment page tables (kB, log)", lambda r: r.segment_kib),
-        ("touch-pass faults per backend (log)", lambda r: r.faults),
-        ("select-only tps (median)", lambda r: r.tps.median if r.tps else None),
+    panels: list[tuple[str, Callable[[Row], Spread | None], bool]] = [
+        ("segment page tables (kB, log)", _exact(lambda r: r.segment_kib), True),
+        ("touch-pass faults per backend (log)", _exact(lambda r: r.faults), True),
+        ("select-only tps (median, band: range)", lambda r: r.tps, False),
     ]
-    for ax, (label, value) in zip(axes, panels, strict=True):
-        for config in CONFIGS:
-            pts = [(r.clients, v) for r in rs if r.config == config
-                   if (v := value(r)) is not None]
-            if not pts:
-                continue
-            color, marker = _STYLE[config]
-            # Log axes draw zero at 0.1, so a flat zero line stays visible.
-            ys = [max(float(v), 0.1) for _, v in pts] if "log" in label else \
-                [float(v) for _, v in pts]
-            ax.plot([n for n, _ in pts], ys, marker=marker, color=color, label=config)
-        ax.set_xscale("log")
-        if "log" in label:
-            ax.set_yscale("log")
-        ticks = sorted({r.clients for r in rs})
-        ax.set_xticks(ticks, [str(t) for t in ticks])
-        ax.minorticks_off()
-        ax.set_xlabel("sessions / clients (N)")
-        ax.set_ylabel(label)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
-    seg = int(doc["setup"]["segment_mb"]) << 20
-    axes[0].axhline(one_copy_kib(seg), color="gray", ls="--", lw=0.8)
-    axes[0].annotate("one copy", (ticks[0], one_copy_kib(seg)), fontsize=8, color="gray")
+    ticks = sorted({r.clients for r in rs})
     s = doc["system"]
-    fig.suptitle(f"PostgreSQL 15, shared_buffers {doc['plan']['shared_buffers_mb']} MB: "
-                 f"stock, huge pages, msharefs ({s['accelerator']}, kernel {s['kernel']})",
-                 fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    title = (f"PostgreSQL 15, shared_buffers {doc['plan']['shared_buffers_mb']} MB: "
+             f"stock, huge pages, msharefs ({s['accelerator']}, kernel {s['kernel']})")
+    with lab_plot.panels(path, 3, (16, 4.8), title) as axes:
+        for ax, (label, value, log_y) in zip(axes, panels, strict=True):
+            for config in CONFIGS:
+                pts = [(r.clients, v) for r in rs if r.config == config
+                       if (v := value(r)) is not None]
+                if not pts:
+                    continue
+                xs = [n for n, _ in pts]
+                if log_y:  # log axes draw zero at 0.1, so a flat zero line stays visible
+                    lab_plot.line(ax, xs, [max(v.median, 0.1) for _, v in pts],
+                                  _STYLE[config], config)
+                else:
+                    lab_plot.line(ax, xs, [v.median for _, v in pts], _STYLE[config], config,
+                                  ([v.low for _, v in pts], [v.high for _, v in pts]))
+            lab_plot.against_n(ax, ticks, "sessions / clients (N)", label, log_y=log_y)
+        seg = int(doc["setup"]["segment_mb"]) << 20
+        axes[0].axhline(one_copy_kib(seg), color="gray", ls="--", lw=0.8)
+        axes[0].annotate("one copy", (ticks[0], one_copy_kib(seg)), fontsize=8, color="gray")
     return True

@@ -23,7 +23,6 @@ The document is saved after every run, so a timeout keeps what finished.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -31,10 +30,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from examples.sga.procfs import system_info
 from libmshare import fs, run_cmd
+from mshare_lab import env
+from mshare_lab.benchloop import rotation, save
+from mshare_lab.proc import meminfo_kib, minflt, mounts, system_info
+from mshare_lab.proc import page_tables_kib as page_tables
+from mshare_lab.proc import vm_pte_kib as vmpte
 
-from .cluster import BIN, Cluster, hugepages, meminfo_kib, minflt, mount_tmpfs, region_maps
+from .cluster import BIN, Cluster, hugepages, mount_tmpfs, region_maps
 from .libpq import Session, query_all
 from .plans import Plan
 
@@ -50,32 +53,9 @@ TOUCH_SQL = ("select sum(length(get_raw_page('{rel}', b::int))) from (select gen
 ROOT = Path("/run/pgbench")
 
 
-def _save(doc: Doc, path: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, path)
-
-
-def page_tables() -> int:
-    return meminfo_kib("PageTables")
-
-
-def vmpte(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmPTE:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def _provenance() -> dict[str, Any]:
-    scratch = os.environ.get("LIBMSHARE_SCRATCH")
     try:
-        with open(Path(scratch or "/nonexistent") / "provenance.json") as f:
+        with open(Path(env.scratch() or "/nonexistent") / "provenance.json") as f:
             doc: dict[str, Any] = json.load(f)
             return doc
     except (OSError, ValueError):
@@ -89,11 +69,6 @@ def _thp_shmem() -> str:
         return "n/a"
 
 
-def rotation(items: list[str], k: int) -> list[str]:
-    k %= len(items)
-    return items[k:] + items[:k]
-
-
 class Bench:
     def __init__(self, plan: Plan, out: str, log: Callable[[str], None]) -> None:
         self.plan = plan
@@ -101,8 +76,7 @@ class Bench:
         self.log = log
         mount = fs.ensure_mounted()
         region_dir = run_cmd.prepare_dir("postgres", mount)
-        if not any(ln.split()[1] == str(ROOT) for ln in Path("/proc/mounts").read_text()
-                   .splitlines()):
+        if not any(m.target == str(ROOT) for m in mounts()):
             mount_tmpfs(ROOT, "3g")
         self.cluster = Cluster(ROOT, mount=mount, region_dir=region_dir)
         self.doc: Doc = {
@@ -151,7 +125,7 @@ class Bench:
         }
         self.log(f"setup: initdb {t_initdb:.0f} s, pgbench -i -s {self.plan.scale} "
                  f"{t_init:.0f} s, accounts {int(sizes[0] or 0) >> 20} MiB, segment {seg} MB")
-        _save(self.doc, self.out)
+        save(self.doc, self.out)
 
     def huge_pages_needed(self) -> int:
         args = [str(BIN / "postgres"), "-D", str(self.cluster.data), "-C",
@@ -256,11 +230,11 @@ class Bench:
                     r["wall_s"] = time.monotonic() - t
                     self.doc["runs"].append(r)
                     self.doc["elapsed_s"] = time.monotonic() - t_all
-                    _save(self.doc, self.out)
+                    save(self.doc, self.out)
                     self.log(summary(r))
         self.doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.doc["server_log_tail"] = self.cluster.log_text(since_start=False)[-4000:]
-        _save(self.doc, self.out)
+        save(self.doc, self.out)
         return self.doc
 
 

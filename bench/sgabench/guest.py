@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -12,12 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 from examples.sga import RunConfig, run
-from examples.sga.procfs import system_info
 from examples.sga.progress import ProgressLine
 from libmshare import format_size
+from mshare_lab import proc
+from mshare_lab.benchloop import rotation, save
 
 from .plans import Case
-from .runs import rotation
 
 __all__ = ["ensure_dev_shm", "run_plan"]
 
@@ -42,18 +41,14 @@ def counters() -> dict[str, int]:
     (/proc/interrupts "TLB", summed over CPUs), page faults, and the TLB-flush counts in
     /proc/vmstat when the kernel has them (CONFIG_DEBUG_TLBFLUSH)."""
     out: dict[str, int] = {}
-    with contextlib.suppress(OSError), open("/proc/interrupts") as f:
-        for line in f:
-            head, _, rest = line.partition(":")
-            if head.strip() == "TLB":
-                out["tlb_shootdowns"] = sum(int(x) for x in rest.split() if x.isdigit())
+    with contextlib.suppress(OSError):
+        tlb = proc.interrupts().get("TLB")
+        if tlb is not None:
+            out["tlb_shootdowns"] = sum(tlb)
     wanted = {"pgfault", "pgmajfault", "nr_tlb_remote_flush", "nr_tlb_remote_flush_received",
               "nr_tlb_local_flush_all", "nr_tlb_local_flush_one"}
-    with contextlib.suppress(OSError), open("/proc/vmstat") as f:
-        for line in f:
-            key, _, value = line.partition(" ")
-            if key in wanted:
-                out[key] = int(value)
+    with contextlib.suppress(OSError):
+        out.update((k, v) for k, v in proc.vmstat().items() if k in wanted)
     return out
 
 
@@ -61,24 +56,17 @@ def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {k: after[k] - before[k] for k in after if k in before}
 
 
-def _save(doc: Doc, path: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, path)
-
-
 def run_plan(cases: list[Case], backends: list[str], out: str, *, accelerator: str | None,
              reserve_hugepages: bool, repeat: int = 1,
              log: Callable[[str], None] = print) -> Doc:
     """Every case `repeat` times; each repetition runs every backend once, in the order
-    rotated by one per repetition (runs.rotation), so the backends are interleaved."""
+    rotated by one per repetition (mshare_lab.benchloop.rotation), so the backends are interleaved."""
     note = ensure_dev_shm()
     doc: Doc = {
         "schema": 2,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "system": system_info(),
-        "accelerator": accelerator or system_info()["accelerator"],
+        "system": proc.system_info(),
+        "accelerator": accelerator or proc.system_info()["accelerator"],
         "python": sys.version.split()[0],
         "plan": [c.to_json() for c in cases],
         "backends": backends,
@@ -86,7 +74,7 @@ def run_plan(cases: list[Case], backends: list[str], out: str, *, accelerator: s
         "notes": [note] if note else [],
         "runs": [],
     }
-    _save(doc, out)
+    save(doc, out)
     t_all = time.monotonic()
     for idx, case in enumerate(cases):
         order = [(r, name) for r in range(repeat) for name in rotation(backends, r)]
@@ -104,7 +92,7 @@ def run_plan(cases: list[Case], backends: list[str], out: str, *, accelerator: s
             doc["runs"].append({"case": idx, "rep": rep, **result.to_json(),
                                 "counters": _delta(before, counters())})
             doc["elapsed_s"] = time.monotonic() - t_all
-            _save(doc, out)
+            save(doc, out)
             if result.skipped:
                 log(f"{label}: skipped: {result.skipped}")
             else:
@@ -116,5 +104,5 @@ def run_plan(cases: list[Case], backends: list[str], out: str, *, accelerator: s
             with contextlib.suppress(OSError):
                 sys.stdout.flush()
     doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    _save(doc, out)
+    save(doc, out)
     return doc

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from libmshare import format_size
+from mshare_lab import plot as lab_plot
 
 from .runs import cases_of
 
@@ -16,38 +17,23 @@ _STYLE = {"mshare": ("tab:green", "o"), "shm": ("tab:red", "s"),
 
 def plot(doc: dict[str, Any], path: str) -> bool:
     """Draw the plot; False (and nothing written) if there is nothing to draw."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display, in CI or the guest
-    import matplotlib.pyplot as plt
-
     cases = [cr for cr in cases_of(doc) if any(r.milestones for r in cr.runs.values())]
     if not cases:
         return False
-    fig, axes = plt.subplots(1, len(cases), figsize=(5.5 * len(cases), 4.5), squeeze=False)
-    for ax, cr in zip(axes[0], cases, strict=True):
-        for name, r in cr.runs.items():
-            if r.skipped or not r.milestones:
-                continue
-            color, marker = _STYLE.get(name, ("gray", "x"))
-            xs = [m.attached for m in r.milestones]
-            # Log axes show a per-attacher cost as a slope of 1; zero is drawn at 1 KiB.
-            ys = [max(m.pt_rise_kib, 1) / 1024 for m in r.milestones]
-            ax.plot(xs, ys, marker=marker, color=color, label=name)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ticks = sorted({m.attached for r in cr.runs.values() for m in r.milestones})
-        ax.set_xticks(ticks, [str(t) for t in ticks])
-        ax.minorticks_off()
-        ax.set_xlabel("servers attached (N)")
-        ax.set_ylabel("PageTables rise (MiB, log; 0 drawn at 1 KiB)")
-        ax.set_title(f"SGA {format_size(cr.case.size)}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
     s = doc["system"]
-    fig.suptitle(f"Page tables for a shared SGA ({doc.get('accelerator', '')}, "
-                 f"kernel {s['kernel']})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    title = (f"Page tables for a shared SGA ({doc.get('accelerator', '')}, "
+             f"kernel {s['kernel']})")
+    with lab_plot.panels(path, len(cases), (5.5 * len(cases), 4.5), title) as axes:
+        for ax, cr in zip(axes, cases, strict=True):
+            for name, r in cr.runs.items():
+                if r.skipped or not r.milestones:
+                    continue
+                # Log axes show a per-attacher cost as a slope of 1; zero is drawn at 1 KiB.
+                lab_plot.line(ax, [m.attached for m in r.milestones],
+                              [max(m.pt_rise_kib, 1) / 1024 for m in r.milestones],
+                              _STYLE.get(name, ("gray", "x")), name)
+            ticks = sorted({m.attached for r in cr.runs.values() for m in r.milestones})
+            lab_plot.against_n(ax, ticks, "servers attached (N)",
+                               "PageTables rise (MiB, log; 0 drawn at 1 KiB)", log_y=True)
+            ax.set_title(f"SGA {format_size(cr.case.size)}")
     return True

@@ -6,10 +6,12 @@ from typing import Any
 
 from examples.sga.result import RunResult
 from libmshare import format_size
+from mshare_lab import stats
+from mshare_lab.table import text as render
+from vmrun import provenance
 
 from .extrapolate import SEED_PROCESSES, SEED_SGA_GIB, fit, seed_case_gib
 from .runs import CaseRuns, Spread, cases_of, spread
-from .textable import render
 
 __all__ = ["goals", "report", "throughput_goal"]
 
@@ -163,25 +165,17 @@ def goals(doc: Doc) -> list[str]:
 
 
 def throughput_goal(where: str, cr: CaseRuns) -> str:
-    """mshare >= shm, judged on the medians of interleaved runs against their spread:
-    "NOT met" only when shm's median is ahead by more than the wider of the two ranges
-    (one run each has no range, so any difference counts)."""
+    """mshare/shm throughput at least the margin, by mshare_lab.stats' rule.  Repetition
+    i ran every backend once (in its rotation), so the i-th runs of the two are a pair."""
     m, s = cr.throughput("mshare"), cr.throughput("shm")
     assert m is not None and s is not None
-    diff = s.median - m.median
-    width = max(m.width, s.width)
-    if m.median >= s.median:
-        verdict = "met"
-    elif diff <= width:
-        verdict = "not measurably different (shm ahead by less than the spread)"
-    else:
-        verdict = "NOT met"
+    pairs = [(a.throughput, b.throughput) for a, b in zip(cr.reps["mshare"], cr.reps["shm"])
+             if not a.skipped and not b.skipped and a.throughput > 0 and b.throughput > 0]
+    judged = stats.judge_ratio([a for a, _ in pairs], [b for _, b in pairs])
     runs = f"{m.n} run{'s' if m.n != 1 else ''}" if m.n == s.n else f"{m.n} and {s.n} runs"
-    caveat = "; one run each, no spread measured: use --repeat 3" if min(m.n, s.n) < 2 else ""
-    return (f"[{where}] throughput, medians of {runs} each: mshare {m.median:,.0f} "
-            f"(range {m.low:,.0f}-{m.high:,.0f}) vs shm {s.median:,.0f} (range "
-            f"{s.low:,.0f}-{s.high:,.0f}) ops/s; shm - mshare {diff:+,.0f}, spread "
-            f"{width:,.0f}{caveat} (goal mshare >= shm): {verdict}")
+    return (f"[{where}] throughput, medians of {runs} each: mshare {m.text()} vs shm "
+            f"{s.text()} ops/s (goal mshare/shm >= {judged.margin:g}): "
+            f"{judged.describe()}")
 
 
 def extrapolation_table(doc: Doc) -> str | None:
@@ -229,13 +223,7 @@ def _provenance(doc: Doc) -> list[str]:
     p = doc.get("provenance")
     if not p:
         return ["provenance: not recorded"]
-    k, g = p.get("kernel", {}), p.get("guest", {})
-    mshare = {True: "CONFIG_MSHARE=y", False: "CONFIG_MSHARE=n"}.get(k.get("mshare"), "")
-    first = (f"provenance: git revision {p.get('git_revision', '?')}; kernel "
-             f"{k.get('flavor') or '?'}{' ' + mshare if mshare else ''}, build key "
-             f"{k.get('key') or '?'}; guest {g.get('cpus', '?')} vCPUs, "
-             f"{g.get('memory', '?')}, {g.get('accelerator', '?')}")
-    lines = [first]
+    lines = [f"provenance: {provenance.describe(p)}"]
     if p.get("note"):
         lines.append(f"  note: {p['note']}")
     return lines

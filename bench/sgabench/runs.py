@@ -9,43 +9,17 @@ memory and faults show the repetition whose throughput is that median.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
 from examples.sga.result import RunResult
+from mshare_lab.stats import Spread, spread
 
 from .plans import Case
 
-__all__ = ["CaseRuns", "Spread", "cases_of", "rotation", "spread"]
+__all__ = ["CaseRuns", "Spread", "cases_of", "spread"]
 
 Doc = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Spread:
-    """The median of n measurements and the range they fell in."""
-    median: float
-    low: float
-    high: float
-    n: int
-
-    @property
-    def width(self) -> float:
-        return self.high - self.low
-
-
-def spread(values: list[float]) -> Spread | None:
-    if not values:
-        return None
-    return Spread(statistics.median(values), min(values), max(values), len(values))
-
-
-def rotation(backends: list[str], rep: int) -> list[str]:
-    """Repetition rep's order: the backend list rotated by rep, so that over len(backends)
-    repetitions every backend runs once in every position."""
-    k = rep % len(backends) if backends else 0
-    return backends[k:] + backends[:k]
 
 
 def _median_run(runs: list[RunResult]) -> RunResult:

@@ -19,9 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vmrun import provenance
-from vmrun.cli import FLAVORS, cache_root
-from vmrun.dmesg import scan_files
+from kbuild import cli as kbuild_cli
+from kbuild import kselftest
+from kbuild.flavors import FLAVORS
+from mshare_lab.dmesg import scan_files
+from mshare_lab.env import cache_root
+from mshare_lab.paths import portable
+from vmrun import provenance, run
 from vmrun.guest import KMEMLEAK_FILE
 
 from . import compare, tap
@@ -59,16 +63,6 @@ def ensure_packages() -> None:
                        stdout=sys.stderr)
 
 
-def last_line(cmd: list[str]) -> Path:
-    """Run one of our build tools (progress on stderr); its last stdout line is a path."""
-    proc = subprocess.run([sys.executable, *cmd], stdout=subprocess.PIPE, text=True,
-                          stdin=subprocess.DEVNULL, check=False, cwd=REPO)
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{' '.join(cmd)} failed (status {proc.returncode})")
-    return Path(lines[-1])
-
-
 @dataclass
 class Run:
     kernel: str
@@ -92,43 +86,31 @@ class Run:
 
 def run_variant(flavor: str, mshare: str, categories: list[str], limit: int,
                 work: Path) -> Run:
-    kernel = last_line(["kernel-build/build", "--flavor", flavor, "--mshare", mshare])
-    runner = last_line(["kernel-build/kselftest", "--flavor", flavor, "--mshare", mshare,
-                        "--target", "mm"])
+    with_series = mshare == "on"
+    build = kbuild_cli.build(flavor, with_series)
+    runner = kselftest.build(flavor, with_series, target="mm")
     scratch = work / f"mshare-{mshare}"
     shutil.copytree(runner.parent, scratch / "mm", symlinks=True)
     out = scratch / "out"
-    cmd = [sys.executable, "ci/vm-run", "--kernel", str(kernel), "--rwdir", str(scratch),
-           "--timeout", str(limit * len(categories) + 600), "--",
-           "bash", str(REPO / "ci" / "guest-mm-selftests"), str(scratch / "mm"), str(out),
-           str(limit), *categories]
-    say(f"CONFIG_MSHARE={'y' if mshare == 'on' else 'n'}: {kernel}")
-    started = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
-    assert proc.stderr is not None
-    dmesg: Path | None = None
-    record: dict[str, Any] | None = None
-    for line in proc.stderr:
-        sys.stderr.write(line)
-        if line.startswith("vm-run: guest dmesg: "):
-            dmesg = Path(line.split(": ", 2)[2].strip())
-        record = provenance.parse_line(line.rstrip("\n")) or record
-    status = proc.wait()
+    say(f"CONFIG_MSHARE={'y' if with_series else 'n'}: {build.image}")
+    result = run.run(["bash", str(REPO / "ci" / "guest-mm-selftests"), str(scratch / "mm"),
+                      str(out), str(limit), *categories], build, rwdirs=[scratch],
+                     timeout=limit * len(categories) + 600, cwd=REPO)
     # vm-run's own scanner decided the status; keep its findings (dmesg and kmemleak
     # report, both in vm-run's scratch directory) for the record.
     problems: list[str] = []
-    if dmesg and dmesg.is_file():
-        shutil.copy2(dmesg, scratch / "dmesg.txt")
-        problems = [str(f) for f in scan_files([dmesg, dmesg.with_name(KMEMLEAK_FILE)])]
+    if result.dmesg is not None:
+        shutil.copy2(result.dmesg, scratch / "dmesg.txt")
+        problems = [str(f) for f in scan_files([result.dmesg,
+                                                 result.dmesg.with_name(KMEMLEAK_FILE)])]
     cats, cases = tap.read_run(out)
-    return Run(str(kernel), status, round(time.monotonic() - started), record, problems, cats,
-               cases)
+    return Run(portable(build.image), result.status, round(result.seconds), result.provenance,
+               problems, cats, cases)
 
 
 def _describe(run: Run) -> str:
     return provenance.describe(run.provenance) if run.provenance else (
-        f"not recorded (vm-run printed no provenance line); kernel {run.kernel}")
+        f"not recorded (the guest never booted); kernel {run.kernel}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_packages()
         on = run_variant(args.flavor, "on", categories, args.limit, work)
         off = run_variant(args.flavor, "off", categories, args.limit, work)
-    except (RuntimeError, subprocess.CalledProcessError) as err:
+    except (RuntimeError, FileNotFoundError, subprocess.CalledProcessError) as err:
         say(f"FAILED: {err}")
         return 1
     rows = compare.join(on.cases, off.cases)

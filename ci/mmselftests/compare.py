@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mshare_lab import table
+
 from .tap import NOT_RUN, PASS, Case, Category
 
 
@@ -51,21 +53,20 @@ def _fmt_counts(c: dict[str, int]) -> str:
 
 def render_markdown(rows: list[Row], cats_with: list[Category], cats_without: list[Category],
                     header: str) -> str:
+    cases = [[r.category, "`" + r.name.replace("|", "\\|") + "`",
+              r.with_series + (" **REGRESSION**" if r.regression else ""), r.without]
+             for r in rows]
     lines = [header.rstrip(), "",
-             "| category | case | CONFIG_MSHARE=y (series) | CONFIG_MSHARE=n |",
-             "| --- | --- | --- | --- |"]
-    for r in rows:
-        mark = " **REGRESSION**" if r.regression else ""
-        name = r.name.replace("|", "\\|")
-        lines.append(f"| {r.category} | `{name}` | {r.with_series}{mark} | {r.without} |")
+             table.markdown(["category", "case", "CONFIG_MSHARE=y (series)", "CONFIG_MSHARE=n"],
+                            cases)]
     lines += ["", f"Totals with the series: {_fmt_counts(counts(rows, 'with_series'))}.",
               f"Totals without: {_fmt_counts(counts(rows, 'without'))}.",
               f"Regressions (pass without the series, not with it): {len(regressions(rows))}.",
-              "", "| category | seconds (=y) | exit (=y) | seconds (=n) | exit (=n) |",
-              "| --- | --- | --- | --- | --- |"]
+              ""]
     other = {c.name: c for c in cats_without}
-    for c in cats_with:
-        o = other.get(c.name)
-        lines.append(f"| {c.name} | {c.seconds} | {c.exit_status} | "
-                     f"{o.seconds if o else '-'} | {o.exit_status if o else '-'} |")
+    times = [[c.name, str(c.seconds), str(c.exit_status),
+              str(o.seconds) if (o := other.get(c.name)) else "-",
+              str(o.exit_status) if o else "-"] for c in cats_with]
+    lines.append(table.markdown(["category", "seconds (=y)", "exit (=y)", "seconds (=n)",
+                                 "exit (=n)"], times))
     return "\n".join(lines) + "\n"

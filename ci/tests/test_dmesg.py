@@ -1,7 +1,8 @@
 from pathlib import Path
 
 import pytest
-from vmrun import dmesg
+
+from mshare_lab import dmesg
 
 DATA = Path(__file__).parent / "data"
 

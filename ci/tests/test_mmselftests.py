@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import pytest
+
 from mmselftests import cli, compare, tap
 
 # Shaped like run_vmtests.sh -t CATEGORY output (TAP_PREFIX "# " on everything but results).

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from vmrun import dmesg
+from mshare_lab import dmesg
 
 RUN = Path(__file__).resolve().parents[2] / "selftests" / "run"
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from vmrun import status
 
 VM_RUN = Path(__file__).resolve().parents[1] / "vm-run"

@@ -3,34 +3,29 @@
 Every result file the project commits carries this record, so a number can be traced to
 the commit, the exact kernel build (kernel-build/build's cache key, whose meta.json names
 the series, the fragments and the revision it was built from) and the guest it ran in.
-ci/vm-run prints it as one line (`vm-run: provenance: {...}`) and saves it in the scratch
-directory; the writers of result files (ci/run-suite, ci/run-mm-selftests, bench/run-sga)
-put it into what they write.
+It is made from the Build the guest was booted from; vmrun.run returns it in its result
+(ci/vm-run --json writes it), saves it in the scratch directory and prints it as a log
+line (`vm-run: provenance: {...}`) for the console log.  The writers of result files
+(ci/run-suite, ci/run-mm-selftests, the benches) put it into what they write.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
+import os
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from kbuild.artifact import Build
+from mshare_lab import proc
+from mshare_lab.gitrev import git_revision
+from mshare_lab.paths import portable
+
+__all__ = ["FILE", "collect", "describe", "finish", "git_revision", "kernel_info", "line",
+           "on_host", "parse_line"]
+
 PREFIX = "vm-run: provenance: "
 FILE = "provenance.json"
-
-
-def git_revision(repo: Path = REPO) -> str:
-    """HEAD's commit, "+dirty" when the working tree has uncommitted changes."""
-    try:
-        rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"],
-                             capture_output=True, text=True, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain",
-                                "--untracked-files=no"],
-                               capture_output=True, text=True, check=False).stdout.strip()
-    except FileNotFoundError:
-        return "unknown"
-    return (rev + ("+dirty" if dirty else "")) if rev else "unknown"
 
 
 def _sha256(path: Path) -> str:
@@ -38,8 +33,8 @@ def _sha256(path: Path) -> str:
 
 
 def find_build(kernel: Path, builds: Path) -> Path | None:
-    """The cache entry holding a byte-identical bzImage (for a copy such as
-    /work/kernels/debug-bzImage, which has no meta.json beside it)."""
+    """The cache entry holding a byte-identical bzImage (for a copy of an image made
+    elsewhere, which has no meta.json beside it)."""
     try:
         size = kernel.stat().st_size
         digest = None
@@ -53,37 +48,64 @@ def find_build(kernel: Path, builds: Path) -> Path | None:
     return None
 
 
-def kernel_info(kernel: Path, builds: Path | None = None) -> dict[str, Any]:
-    """What kernel-build/build's meta.json (beside the bzImage, or beside an identical
-    image in the cache's builds/) says about this build."""
-    info: dict[str, Any] = {"image": str(kernel)}
-    meta_dir = kernel.parent
-    if not (meta_dir / "meta.json").is_file() and builds is not None:
-        found = find_build(kernel, builds)
-        if found is not None:
-            meta_dir = found
-            info["same_bytes_as"] = str(found / "bzImage")
-    try:
-        meta = json.loads((meta_dir / "meta.json").read_text())
-    except (OSError, ValueError):
-        info["key"] = None
-        info["note"] = "no meta.json for this image: not a kernel-build/build image"
-        return info
-    info["key"] = meta.get("key")
-    info["flavor"] = meta.get("flavor")
-    info["mshare"] = meta.get("mshare_applied")
-    info["built_from"] = meta.get("git_revision")
-    info["patches"] = len(meta.get("patches", []))
-    return info
+def build_info(build: Build) -> dict[str, Any]:
+    """What the build's meta.json says about it."""
+    return {"image": portable(build.image), "key": build.key, "flavor": build.flavor,
+            "mshare": build.mshare, "built_from": build.meta.get("git_revision"),
+            "patches": len(build.meta.get("patches", []))}
 
 
-def collect(kernel: Path, *, cpus: int, memory: str, accelerator: str,
+def kernel_info(kernel: Build | Path, builds: Path | None = None) -> dict[str, Any]:
+    """The kernel's part of the record: from the build itself, or, for a bare image,
+    from kernel-build/build's meta.json beside it or beside an identical image in the
+    cache's builds/."""
+    if isinstance(kernel, Build):
+        return build_info(kernel)
+    build = Build.from_image(kernel)
+    if build is not None:
+        return build_info(build)
+    found = find_build(kernel, builds) if builds is not None else None
+    if found is None:
+        return {"image": portable(kernel), "key": None,
+                "note": "no meta.json for this image: not a kernel-build/build image"}
+    return {**build_info(Build.from_dir(found)), "image": portable(kernel),
+            "same_bytes_as": portable(found / "bzImage")}
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def collect(kernel: Build | Path, *, cpus: int, memory: str, accelerator: str,
             builds: Path | None = None) -> dict[str, Any]:
+    """The record as a guest boots: the host's load average before it (a busy host
+    slows a TCG guest), finish() adds the one after."""
     return {
         "git_revision": git_revision(),
         "kernel": kernel_info(kernel, builds),
         "guest": {"cpus": cpus, "memory": memory, "accelerator": accelerator},
+        "host": {"cpus": os.cpu_count(), "load_before": _load()},
     }
+
+
+def on_host() -> dict[str, Any]:
+    """The same record for a run on this host's own kernel, no guest (the host benches,
+    tooling checks on a kernel without msharefs): the running kernel in place of a
+    build, the host's load before it."""
+    return {
+        "git_revision": git_revision(),
+        "kernel": {"image": None, "key": None, "flavor": f"host {os.uname().release}",
+                   "mshare": None},
+        "guest": {"cpus": os.cpu_count(), "memory": f"{proc.meminfo_kib('MemTotal') // 1024} MiB",
+                  "accelerator": "none (host run, no guest)"},
+        "host": {"cpus": os.cpu_count(), "load_before": _load()},
+    }
+
+
+def finish(record: dict[str, Any]) -> dict[str, Any]:
+    """The record once the guest is gone: the host's load average after it."""
+    record.setdefault("host", {})["load_after"] = _load()
+    return record
 
 
 def line(record: dict[str, Any]) -> str:
@@ -108,4 +130,13 @@ def describe(record: dict[str, Any]) -> str:
     mshare = {True: "CONFIG_MSHARE=y", False: "CONFIG_MSHARE=n"}.get(k.get("mshare"), "")
     return (f"git revision {record.get('git_revision', '?')}; kernel {flavor}"
             f"{' ' + mshare if mshare else ''}, build key {k.get('key') or '?'}; guest "
-            f"{g.get('cpus', '?')} vCPUs, {g.get('memory', '?')}, {g.get('accelerator', '?')}")
+            f"{g.get('cpus', '?')} vCPUs, {g.get('memory', '?')}, {g.get('accelerator', '?')}"
+            + _describe_host(record.get("host")))
+
+
+def _describe_host(host: dict[str, Any] | None) -> str:
+    if not host or "load_before" not in host:
+        return ""  # records from before the host's load was kept
+    after = host.get("load_after")
+    return (f"; host {host.get('cpus', '?')} CPUs, load {host['load_before']:.1f} before"
+            + (f", {after:.1f} after" if after is not None else ""))

@@ -8,7 +8,7 @@ inherited over fork, and 2 MiB hugetlb pages.
 
 Modules: ``layout`` (where things are), ``cache`` (format, lookup, checked read,
 locked update), ``locks`` (stripe locks), ``server`` (a server process), ``instance``
-(one measured run), ``procfs`` (readings), ``cli`` (the program).
+(one measured run), ``cli`` (the program).
 """
 
 from .instance import run

@@ -191,13 +191,21 @@ class BufferCache:
                 return None
             h = (h + 1) & self._dir_mask
 
-    def read(self, k: int, stats: CacheStats) -> None:
-        """Look up block k, check its id and checksum; errors are counted in ``stats``."""
+    def _find(self, k: int, stats: CacheStats) -> tuple[int, int] | None:
+        """Block k's id and directory slot; a miss is counted in ``stats``."""
         bid = block_id(k)
         slot = self.lookup(bid)
         if slot is None:
             stats.misses += 1
+            return None
+        return bid, slot
+
+    def read(self, k: int, stats: CacheStats) -> None:
+        """Look up block k, check its id and checksum; errors are counted in ``stats``."""
+        found = self._find(k, stats)
+        if found is None:
             return
+        bid, slot = found
         view = self.view
         load = self.atomics.load_u64
         off = self.layout.block_offset(slot)
@@ -225,11 +233,10 @@ class BufferCache:
     def update(self, k: int, variant: int, pool: PayloadPool, locks: Locker,
                stats: CacheStats) -> None:
         """Rewrite block k's payload with ``variant`` under its stripe lock."""
-        bid = block_id(k)
-        slot = self.lookup(bid)
-        if slot is None:
-            stats.misses += 1
+        found = self._find(k, stats)
+        if found is None:
             return
+        bid, slot = found
         lay = self.layout
         view = self.view
         ab = self.atomics

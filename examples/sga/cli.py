@@ -18,11 +18,11 @@ from types import FrameType
 
 import libmshare
 from libmshare import SizeSyntaxError, format_size, parse_size
+from mshare_lab.proc import system_info
 
 from .backends import BACKENDS
 from .instance import run
 from .layout import LayoutError
-from .procfs import system_info
 from .progress import ProgressLine
 from .result import RunConfig, RunResult
 

@@ -25,12 +25,13 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from mshare_lab.proc import page_tables_kib, vm_pte_kib
+
 from .backends import Backend, Memory, make_backend
 from .cache import BufferCache, PayloadPool
 from .channel import ChannelError, Reports, send_line
 from .layout import STATE_CLOSED, Layout
 from .locks import StripeLocks, lock_dir
-from .procfs import page_tables_kib, vm_pte_kib
 from .result import Milestone, RunConfig, RunResult
 from .server import ServerSpec, serve, workload
 

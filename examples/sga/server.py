@@ -15,12 +15,13 @@ import resource
 import time
 from dataclasses import asdict, dataclass
 
+from mshare_lab.proc import vm_pte_kib
+
 from .backends import Backend, Memory
 from .cache import BufferCache, CacheStats, PayloadPool
 from .channel import LineReader, send_report
 from .layout import PAGE
 from .locks import StripeLocks
-from .procfs import vm_pte_kib
 
 __all__ = ["ServerSpec", "serve", "touch_all", "workload"]
 

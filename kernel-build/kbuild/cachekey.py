@@ -66,11 +66,6 @@ def toolchain_versions() -> dict[str, str]:
     return {name: tool_version(cmd) for name, cmd in TOOLS.items()}
 
 
-def compiler_ident(cc: str = "gcc") -> str:
-    """The compiler's version line (kept for callers that want only that)."""
-    return tool_version([cc, "--version"])
-
-
 def key_material(
     *,
     source_ident: str,
@@ -101,22 +96,10 @@ def digest(material: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:24]
 
 
-def compute_key(
-    *,
-    source_ident: str,
-    series: list[Patch],
-    series_text: str,
-    fragments: list[Path],
-    flavor: str,
-    mshare: bool,
-    toolchain: dict[str, str],
-    recipe: str,
-) -> str:
-    """A hex digest; equal inputs give equal keys, any changed input a new key."""
-    return digest(key_material(
-        source_ident=source_ident, series=series, series_text=series_text,
-        fragments=fragments, flavor=flavor, mshare=mshare, toolchain=toolchain,
-        recipe=recipe))
+def compute_key(**inputs: Any) -> str:
+    """A hex digest of key_material(**inputs); equal inputs give equal keys, any changed
+    input a new key."""
+    return digest(key_material(**inputs))
 
 
 def summary(material: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """kernel-build/build: Debian's 6.12 source + our series + our fragments -> a cached bzImage.
 
 stdout carries exactly one line, the absolute bzImage path, so `$(kernel-build/build)`
-works; progress and diagnostics go to stderr.
+works (with --json: the build as one JSON object: image, key, flavor, config, meta);
+progress and diagnostics go to stderr.  From Python: ``build(flavor)`` returns a Build.
 """
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -18,7 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+from mshare_lab import env
+from mshare_lab.gitrev import git_revision
+
 from . import cachekey, flavors, kconfig, kmake, patches, source
+from .artifact import Build
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "kernel-build" / "config"
@@ -38,26 +42,8 @@ def say(msg: str) -> None:
 
 
 # Set by ci/fresh-machine for a warm run: a cache miss is an error, not a build.
-CACHED_ONLY_ENV = "LIBMSHARE_BUILD_CACHED_ONLY"
-
-
-def git_revision() -> str:
-    """The checkout's commit, "+dirty" when kernel-build/ has uncommitted changes (so
-    a result can say which recipe and series its kernel came from); "unknown" outside git."""
-    try:
-        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"],
-                             capture_output=True, text=True, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
-                                "kernel-build"], capture_output=True, text=True,
-                               check=False).stdout.strip()
-    except FileNotFoundError:
-        return "unknown"
-    return (rev + ("+dirty" if dirty else "")) if rev else "unknown"
-
-
-def cache_root() -> Path:
-    env = os.environ.get("LIBMSHARE_CACHE")
-    return Path(env).expanduser().resolve() if env else Path.home() / ".cache" / "libmshare"
+CACHED_ONLY_ENV = env.BUILD_CACHED_ONLY
+cache_root = env.cache_root
 
 
 @contextmanager
@@ -128,46 +114,47 @@ def prepare_tree(work: Path, src: source.Source, series: list[patches.Patch]) ->
     return tree
 
 
-def build_cached(args: argparse.Namespace) -> Path:
+def build(flavor: str, mshare: bool = True, jobs: int | None = None) -> Build:
+    """The cached build of this flavor (with the mshare fragment, or without), built
+    first if it is not in the cache yet."""
     root = cache_root()
     src = source.locate(root)
     series = patches.read_series(PATCH_DIR)
     series_file = PATCH_DIR / "series"
-    mshare = args.mshare == "on"
     material = cachekey.key_material(
         source_ident=src.ident, series=series,
         series_text=series_file.read_text() if series_file.is_file() else "",
-        fragments=flavors.fragment_paths(CONFIG_DIR, args.flavor, mshare),
-        flavor=args.flavor, mshare=mshare, toolchain=cachekey.toolchain_versions(),
+        fragments=flavors.fragment_paths(CONFIG_DIR, flavor, mshare),
+        flavor=flavor, mshare=mshare, toolchain=cachekey.toolchain_versions(),
         recipe=cachekey.recipe_digest(),
     )
     key = cachekey.digest(material)
     out = root / "builds" / key
     if (out / "meta.json").is_file():
-        say(f"cached: {args.flavor} key {key}")
-        return out / "bzImage"
-    if os.environ.get(CACHED_ONLY_ENV) == "1":
+        say(f"cached: {flavor} key {key}")
+        return Build.from_dir(out)
+    if env.build_cached_only():
         # ci/fresh-machine's warm run: sharing the host's builds must mean building none.
         raise BuildError(
-            f"{args.flavor} (mshare {args.mshare}) key {key} is not in {root / 'builds'} and "
+            f"{flavor} (mshare {'on' if mshare else 'off'}) key {key} is not in {root / 'builds'} and "
             f"{CACHED_ONLY_ENV}=1 forbids building it; this key's inputs:\n"
             + json.dumps(cachekey.summary(material), indent=1))
-    name = args.flavor + ("" if mshare else "-nomshare")
+    name = flavor + ("" if mshare else "-nomshare")
     work = root / "trees" / name
     with locked(root / "trees" / f"{name}.lock"):
         if (out / "meta.json").is_file():  # built while we waited for the lock
-            return out / "bzImage"
+            return Build.from_dir(out)
         started = time.monotonic()
         tree = prepare_tree(work, src, series)
-        fragments, applied = choose_fragments(tree, args.flavor, mshare)
-        env = kmake.make_env(tree, build_user=name, build_host=f"libmshare-{key[:12]}",
-                             timestamp=source.timestamp(src))
+        fragments, applied = choose_fragments(tree, flavor, mshare)
+        make_env = kmake.make_env(tree, build_user=name, build_host=f"libmshare-{key[:12]}",
+                                  timestamp=source.timestamp(src))
         log_path = work / "build.log"
         say(f"log: {log_path}")
         with log_path.open("w") as log:
             try:
-                configure(tree, fragments, env, log)
-                image = compile_kernel(tree, args.jobs, env, log, name)
+                configure(tree, fragments, make_env, log)
+                image = compile_kernel(tree, jobs or os.cpu_count() or 2, make_env, log, name)
             except kmake.MakeError as err:
                 raise BuildError.from_make(err, log_path) from err
         seconds = round(time.monotonic() - started)
@@ -178,38 +165,40 @@ def build_cached(args: argparse.Namespace) -> Path:
         shutil.copy2(tree / ".config", staging / "config")
         shutil.copy2(log_path, staging / "build.log")
         meta = {
-            "key": key, "flavor": args.flavor, "mshare_requested": mshare,
+            "key": key, "flavor": flavor, "mshare_requested": mshare,
             "mshare_applied": applied, "source": src.ident,
             "patches": [p.name for p in series], "fragments": [f.name for f in fragments],
             "build_seconds": seconds, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "git_revision": git_revision(), "key_inputs": cachekey.summary(material),
+            "git_revision": git_revision(paths=("kernel-build",), untracked=True),
+            "key_inputs": cachekey.summary(material),
         }
         (staging / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         shutil.rmtree(out, ignore_errors=True)
         staging.rename(out)
         say(f"built {name} in {seconds // 60}m{seconds % 60:02d}s")
-        return out / "bzImage"
+        return Build.from_dir(out)
 
 
-def build_user_tree(args: argparse.Namespace) -> Path:
+def build_tree(tree: Path, flavor: str, mshare: bool = True, jobs: int | None = None) -> Build:
     """--tree: the user's own tree (already patched), our fragments, built in place."""
-    tree = Path(args.tree).resolve()
+    tree = tree.resolve()
     if not (tree / "Makefile").is_file() or not (tree / "mm").is_dir():
         raise BuildError(f"{tree} does not look like a kernel tree")
-    fragments, _ = choose_fragments(tree, args.flavor, args.mshare == "on")
-    env = kmake.make_env(tree, build_user=args.flavor, build_host="libmshare-tree")
+    fragments, applied = choose_fragments(tree, flavor, mshare)
+    make_env = kmake.make_env(tree, build_user=flavor, build_host="libmshare-tree")
     log_path = tree / "libmshare-build.log"
     say(f"log: {log_path}")
     started = time.monotonic()
     with log_path.open("w") as log:
         try:
-            configure(tree, fragments, env, log)
-            image = compile_kernel(tree, args.jobs, env, log, f"{tree.name}/{args.flavor}")
+            configure(tree, fragments, make_env, log)
+            image = compile_kernel(tree, jobs or os.cpu_count() or 2, make_env, log,
+                                   f"{tree.name}/{flavor}")
         except kmake.MakeError as err:
             raise BuildError.from_make(err, log_path) from err
     seconds = round(time.monotonic() - started)
     say(f"built {tree} in {seconds // 60}m{seconds % 60:02d}s")
-    return image
+    return Build(image, None, flavor, applied, tree / ".config", {})
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -220,15 +209,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "off: build without it (the CONFIG_MSHARE=n comparison)")
     p.add_argument("--tree", help="build this kernel tree in place instead of the cache")
     p.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 2)
+    p.add_argument("--json", action="store_true",
+                   help="print the build (image, key, flavor, config, meta) as JSON")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        image = build_user_tree(args) if args.tree else build_cached(args)
+        mshare = args.mshare == "on"
+        result = (build_tree(Path(args.tree), args.flavor, mshare, args.jobs) if args.tree
+                  else build(args.flavor, mshare, args.jobs))
     except (BuildError, patches.PatchError, FileNotFoundError) as err:
         say(f"FAILED: {err}")
         return 1
-    print(image.resolve())
+    print(json.dumps(result.record(), sort_keys=True) if args.json else result.image.resolve())
     return 0

@@ -35,8 +35,7 @@ def extra_make_args(tree: Path, target: str) -> list[str]:
 
 
 def build(flavor: str, mshare: bool, target: str = "mshare") -> Path:
-    cli.build_cached(argparse.Namespace(flavor=flavor, mshare="on" if mshare else "off",
-                                        jobs=os.cpu_count() or 2, tree=None))
+    cli.build(flavor, mshare)
     root = cli.cache_root()
     name = flavor + ("" if mshare else "-nomshare")
     work = root / "trees" / name

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from kbuild import cachekey, cli, flavors, patches, source
 
 BUILD = Path(__file__).resolve().parents[1] / "build"
@@ -52,6 +53,12 @@ def test_warm_call_prints_only_the_cached_path(
     assert time.monotonic() - started < 5
     stdout = capsys.readouterr().out
     assert stdout == f"{out / 'bzImage'}\n"
+    # The same build from Python, and as --json for a shell user.
+    built = cli.build("debug")
+    assert (built.image, built.key) == (out / "bzImage", key)
+    assert cli.main(["--flavor", "debug", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert (record["image"], record["key"]) == (str(out / "bzImage"), key)
     # A different flavor is a different key, so it is not served from this entry.
     with pytest.raises(AssertionError):
         cli.main(["--flavor", "release"])

@@ -2,6 +2,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from kbuild import cachekey
 from kbuild.cachekey import compute_key
 from kbuild.patches import Patch

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+
 from kbuild import kconfig
 from kbuild.cli import CONFIG_DIR
 from kbuild.flavors import fragment_names, fragment_paths

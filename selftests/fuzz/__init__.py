@@ -7,14 +7,6 @@ errno is a finding, not noise.  After each batch the region data is checked agai
 the fuzzer wrote, and the kernel log is scanned for splats.  Everything follows from the
 seed: the same seed throws the same calls in the same order (timing can still differ).
 
-Run `python3 -m selftests.fuzz --help` (in the guest, as root).
+Run `python3 -m selftests.fuzz --help` (in the guest, as root); installed, it is the
+package `regionfuzz`.
 """
-
-import sys
-from pathlib import Path
-
-# kapi (raw syscalls), harness and kernellog are the guest suite's; vmrun is ci's dmesg scanner.
-for _dir in (Path(__file__).resolve().parents[1] / "mshare",
-             Path(__file__).resolve().parents[2] / "ci"):
-    if str(_dir) not in sys.path:
-        sys.path.insert(0, str(_dir))

@@ -19,9 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import harness
-import kapi
-from kernellog import KernelLog
+from mshare_lab import dmesg, kapi, proc
+from mshare_lab.kmsg import KmsgTail
 
 from . import layout, worker
 from .beside import Beside
@@ -52,11 +51,6 @@ class Result:
         return not self.findings and not self.splats
 
 
-def _scanner() -> object:
-    from vmrun import dmesg  # the same scanner every guest run uses
-    return dmesg
-
-
 def _compact_forever(stop: threading.Event) -> None:
     while not stop.wait(0.5):
         try:
@@ -78,8 +72,7 @@ class Coordinator:
         self.views: list[View] = []
         self.generation = 0
         self.dirty_slots: set[int] = set()  # workers killed mid-batch: slots unknown
-        self.numa = harness.config_enabled("CONFIG_NUMA") is True
-        self.dmesg = _scanner()
+        self.numa = proc.config_enabled("CONFIG_NUMA") is True
 
     # ------------------------------------------------------------ regions
 
@@ -218,9 +211,9 @@ class Coordinator:
                         f"batch {batch}: data page {off // PAGE} of region {v.index} "
                         f"holds {got!r}, expected {want!r}")
 
-    def scan_log(self, log: KernelLog) -> None:
+    def scan_log(self, log: KmsgTail) -> None:
         for line in log.take():
-            if self.dmesg.classify(line):  # type: ignore[attr-defined]
+            if dmesg.classify(line):  # the same scanner every guest run uses
                 self.result.splats.append(line)
 
 
@@ -229,7 +222,7 @@ def fuzz(seed: int, seconds: float, workers: int, ops_per_worker: int,
     """Run batches until `seconds` have passed (at least one batch), with compaction and
     the `beside` tools (see beside.py) running all along."""
     coord = Coordinator(seed, workers, ops_per_worker, tag)
-    log = KernelLog()
+    log = KmsgTail()
     stop = threading.Event()
     compactor = threading.Thread(target=_compact_forever, args=(stop,), daemon=True)
     load = Beside(beside or [], seed, seconds)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import kapi
+from mshare_lab import kapi
 
 HERE = Path(__file__).resolve().parent
 

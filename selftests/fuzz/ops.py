@@ -13,7 +13,7 @@ import random
 import signal
 from collections.abc import Callable
 
-import kapi
+from mshare_lab import kapi
 
 from . import layout
 from .layout import PAGE
@@ -33,8 +33,6 @@ REFUSED_ADVICE = (kapi.MADV_DONTNEED, kapi.MADV_FREE, kapi.MADV_REMOVE, kapi.MAD
 MS_ASYNC, MS_INVALIDATE, MS_SYNC = 1, 2, 4
 
 _msync = kapi._fn("msync", ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-_mincore = kapi._fn("mincore", ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t,
-                    ctypes.c_char_p)
 
 
 def _inner_range(v: View, rng: random.Random) -> tuple[int, int]:
@@ -184,11 +182,9 @@ def msync(w: Worker, v: View, rng: random.Random) -> None:
 
 
 def mincore(w: Worker, v: View, rng: random.Random) -> None:
-    n = layout.DATA_PAGES
-    vec = ctypes.create_string_buffer(n)
-    w.expect("mincore", _mincore(v.start, n * PAGE, vec), 0)
+    vec = kapi.mincore(v.start, layout.DATA_PAGES * PAGE)  # a failure is a finding
     if v.linked:  # the coordinator populated the data pages; the shared tables show them
-        w.expect("mincore of populated data pages", set(vec.raw), {1})
+        w.expect("mincore of populated data pages", set(vec), {1})
 
 
 # ---------------------------------------------------------------- other ways in

@@ -6,7 +6,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-import kapi
+from mshare_lab import kapi
 
 from . import layout
 

@@ -7,7 +7,7 @@ import os
 import random
 import traceback
 
-import kapi
+from mshare_lab import kapi
 
 from . import ops
 from .state import RW, Finding, View, Worker

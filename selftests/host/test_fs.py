@@ -47,6 +47,14 @@ def test_kernel_supports_on_this_host_never_raises() -> None:
     assert fs.kernel_supports() is listed
 
 
+def test_mount_table_unescapes_and_splits_options(proc_files: tuple[Path, Path]) -> None:
+    _, mounts = proc_files
+    assert fs.mount_table() == []  # file missing: never raises
+    mounts.write_text("tmp\\040fs /mnt/a\\011b tmpfs rw,size=4k,mode=1777 0 0\n")
+    assert fs.mount_table() == [
+        fs.MountEntry("tmp fs", "/mnt/a\tb", "tmpfs", ("rw", "size=4k", "mode=1777"))]
+
+
 def test_find_mounts_parses_escapes_and_prefers_default(proc_files: tuple[Path, Path]) -> None:
     _, mounts = proc_files
     assert fs.find_mounts() == [] and fs.find_mount() is None

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from selftests.fuzz import beside
+from regionfuzz import beside
 
 
 def test_stress_ng_argv_carries_seed_temp_path_and_backstop_timeout(tmp_path: Path) -> None:

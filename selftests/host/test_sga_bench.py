@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "bench") not in sys.path:
-    sys.path.insert(0, str(REPO / "bench"))
 
+from examples.sga.result import Milestone, RunResult
 from sgabench.extrapolate import fit, seed_case_gib
 from sgabench.plans import PLANS, guest_memory
 from sgabench.report import goals, report
-
-from examples.sga.result import Milestone, RunResult
 
 S = 64 << 20
 TABLES_KIB = S // 512 // 1024  # 4 KiB pages: 8 bytes of PTE per page = 128 KiB for 64 MiB
@@ -59,10 +55,12 @@ def test_report_has_the_table_growth_notes_extrapolation_and_goals() -> None:
 
 def test_goals_are_judged_on_the_measured_numbers() -> None:
     met = goals(_doc())
-    assert met and all(line.endswith(": met") for line in met), met
+    counts = [line for line in met if "throughput" not in line]
+    assert counts and all(line.endswith(": met") for line in counts), met
+    # One run each: a ratio goal needs 10 pairs, and inconclusive is never met.
+    assert any("throughput" in g and ": inconclusive: 1 pairs" in g for g in met)
     missed = goals(_doc(shm_ops=2000, mshare_faults=50))
     assert any("touch faults: 50" in g and "NOT met" in g for g in missed)
-    assert any("throughput" in g and "NOT met" in g for g in missed)
 
 
 def test_the_seed_case_comes_out_near_878_gb_for_unshared_tables() -> None:

@@ -9,6 +9,9 @@
 - @pytest.mark.needs_config("CONFIG_X"): skipped with a "kernel config:" reason when the
   running kernel's /proc/config.gz has the option off (the only skip allowed in the guest).
 - @pytest.mark.timeout(seconds): per-test watchdog (SIGALRM), 300 s by default; 0: none.
+- Every case is marked with its audience, by module: ``sdk`` (test_sdk_*, the SDK's
+  atomics, and any case named test_sdk_*), ``postgresql`` (test_pg_*, futexes), ``contract`` (the rest: what any kernel
+  carrying msharefs must pass), so each runs alone (``-m sdk``, or selftests/run -k sdk).
   Every watchdog, here and in harness, is stretched by LIBMSHARE_TIME_SCALE.
 """
 
@@ -27,6 +30,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 HERE = Path(__file__).resolve().parent
+AUDIENCES = {
+    "contract": "the kernel contract: what any kernel carrying msharefs must pass",
+    "sdk": "libmshare on the real msharefs",
+    "postgresql": "PostgreSQL and its preload library on msharefs",
+}
 DEFAULT_TIMEOUT = 300
 NO_MSHAREFS = ("msharefs is not available in this kernel (no 'msharefs' in "
                "/proc/filesystems): the suite runs in a guest booted from our kernel "
@@ -48,13 +56,28 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "serial: system-wide state; runs alone in phase 2")
     config.addinivalue_line("markers", "needs_config(option): kernel config option needed")
     config.addinivalue_line("markers", "timeout(seconds): per-test watchdog")
+    for name, what in AUDIENCES.items():
+        config.addinivalue_line("markers", f"{name}: {what}")
 
 
 def _ours(item: pytest.Item) -> bool:
     return HERE in Path(str(item.path)).resolve().parents
 
 
+def audience(module: str, name: str) -> str:
+    """The audience of a case, by its module's name (or its own: test_sdk_*)."""
+    if module.startswith("test_sdk_") or module == "test_atomic_region" \
+            or name.startswith("test_sdk_"):
+        return "sdk"
+    if module.startswith("test_pg_") or module == "test_futex":
+        return "postgresql"
+    return "contract"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _ours(item):
+            item.add_marker(audience(Path(str(item.path)).stem, item.name))
     if harness.kernel_has_msharefs() or harness.GUEST:
         return
     skip = pytest.mark.skip(reason=NO_MSHAREFS)

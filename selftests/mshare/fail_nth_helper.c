@@ -95,6 +95,27 @@ static void *map_at(unsigned long start, unsigned long size, int fd)
 		    MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
 }
 
+/* map_at() with fail-nth armed for n: its result, the error (0 if it mapped) taken
+ * before disarm() can change errno, and what disarm() read back. */
+static void *armed_map(int n, unsigned long start, unsigned long size, int fd, int *err,
+		       int *left)
+{
+	void *p;
+
+	arm(n);
+	p = map_at(start, size, fd);
+	*err = p == MAP_FAILED ? errno : 0;
+	*left = disarm();
+	return p;
+}
+
+/* After an injected failure: the same map_at() again, disarmed, and how it went. */
+static const char *remap(unsigned long start, unsigned long size, int fd, void **p)
+{
+	*p = map_at(start, size, fd);
+	return outcome(*p == MAP_FAILED ? errno : 0);
+}
+
 static void info_of(int fd, unsigned long *start, unsigned long *size)
 {
 	unsigned long info[2];
@@ -155,15 +176,11 @@ static int step_establish(int n, const char *path, unsigned long start)
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
 	if (fd < 0)
 		die("create");
-	arm(n);
-	p = map_at(start, align_unit, fd);
-	err = p == MAP_FAILED ? errno : 0;
-	left = disarm();
+	p = armed_map(n, start, align_unit, fd, &err, &left);
 	if (err) {
 		if (pread(fd, info, sizeof(info), 0) != 0)
 			printf("check %d a failed first mmap established the region\n", n);
-		p = map_at(start, align_unit, fd);
-		retry = outcome(p == MAP_FAILED ? errno : 0);
+		retry = remap(start, align_unit, fd, &p);
 	}
 	line(n, err, left, retry);
 	if (p != MAP_FAILED)
@@ -185,14 +202,9 @@ static int step_attach(int n, const char *path, unsigned long arg)
 	if (fd < 0)
 		die("open");
 	info_of(fd, &start, &size);
-	arm(n);
-	p = map_at(start, size, fd);
-	err = p == MAP_FAILED ? errno : 0;
-	left = disarm();
-	if (err) {
-		p = map_at(start, size, fd);
-		retry = outcome(p == MAP_FAILED ? errno : 0);
-	}
+	p = armed_map(n, start, size, fd, &err, &left);
+	if (err)
+		retry = remap(start, size, fd, &p);
 	line(n, err, left, retry);
 	if (p != MAP_FAILED)
 		munmap(p, size);

@@ -167,6 +167,21 @@ static volatile uint64_t *attach(int *fd, uint64_t *size)
 	return addr;
 }
 
+/* attach(), then one read of each of the n pages (every translation in place before the
+ * run) and the slot says this generation is attached: how the readers and the epoch
+ * writer start. */
+static volatile uint64_t *attach_touched(int idx, uint64_t g, uint64_t n, int *fd,
+					 uint64_t *size)
+{
+	volatile uint64_t *base = attach(fd, size);
+	uint64_t p;
+
+	for (p = 0; p < n; p++)
+		(void)base[p * WORDS];
+	st(CTL_SLOTS + idx * SLOT_WORDS + S_ATTACHED, g);
+	return base;
+}
+
 static void detach(volatile uint64_t *base, int fd, uint64_t size)
 {
 	if (munmap((void *)base, size))
@@ -198,18 +213,6 @@ static void classify(volatile uint64_t *slot, uint64_t g, uint64_t p, uint64_t v
 	else
 		slot[S_OTHER]++;
 	record(slot, g, p, v, want, pub);
-}
-
-/* Attach generation @g, link the window (read every page), report attached. */
-static volatile uint64_t *attach_touched(int idx, uint64_t g, uint64_t n,
-					 int *fd, uint64_t *size)
-{
-	volatile uint64_t *base = attach(fd, size);
-
-	for (uint64_t p = 0; p < n; p++)
-		(void)base[p * WORDS];
-	st(CTL_SLOTS + idx * SLOT_WORDS + S_ATTACHED, g);
-	return base;
 }
 
 static void reader(int idx)

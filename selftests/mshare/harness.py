@@ -1,23 +1,19 @@
 """Test support for the guest suite: the mount, address slots, regions and child processes.
 
 Everything here is plumbing for the tests; the kernel calls themselves are in kapi.py.
+The process helpers (Child, Gate, Counter, ...) and the /proc readers are the shared
+toolkit's (mshare_lab.child, mshare_lab.proc), named here as the cases know them.
 """
 
 from __future__ import annotations
 
 import errno
-import faulthandler
 import fcntl
 import itertools
 import os
-import pickle
-import select
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,14 +22,30 @@ from typing import Any
 
 import kapi
 
+from mshare_lab import env
+from mshare_lab.child import (  # noqa: F401 - the suite's names for the shared helpers
+    NOBODY,
+    Child,
+    ChildError,
+    ChildKilled,
+    Counter,
+    Gate,
+    close_quietly,
+    death_signal,
+    drop_privileges,
+    in_child,
+    scaled,
+    wait_until,
+)
+from mshare_lab.proc import config_enabled, mounts  # noqa: F401
+from mshare_lab.proc import has_msharefs as kernel_has_msharefs  # noqa: F401
+
 MOUNT = "/sys/fs/mshare"
 INFO = f"{MOUNT}/mshare_info"
 FSTYPE = "msharefs"
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-NOBODY = 65534
-GUEST = os.environ.get("LIBMSHARE_GUEST") == "1"
-TIME_SCALE = float(os.environ.get("LIBMSHARE_TIME_SCALE") or 1)
+GUEST = env.in_guest()
 RW = kapi.PROT_READ | kapi.PROT_WRITE
 
 
@@ -41,9 +53,7 @@ RW = kapi.PROT_READ | kapi.PROT_WRITE
 
 def scratch() -> Path:
     """The writable directory (LIBMSHARE_SCRATCH in the guest), one subdir per worker."""
-    root = Path(os.environ.get("LIBMSHARE_SCRATCH")
-                or Path(tempfile.gettempdir()) / "libmshare-selftests")
-    d = root / "selftests" / worker()
+    d = env.scratch_or_tmp() / "selftests" / worker()
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -57,21 +67,19 @@ def worker_index() -> int:
     return int(w[2:]) if w.startswith("gw") and w[2:].isdigit() else 0
 
 
-def kernel_has_msharefs() -> bool:
-    try:
-        with open("/proc/filesystems") as f:
-            return any(line.split()[-1:] == [FSTYPE] for line in f)
-    except OSError:
-        return False
-
-
 def mounts_of_type(fstype: str = FSTYPE) -> list[str]:
-    with open("/proc/self/mounts") as f:
-        return [ln.split()[1] for ln in f if ln.split()[2] == fstype]
+    return [m.target for m in mounts() if m.fstype == fstype]
 
 
 def is_mounted() -> bool:
     return MOUNT in mounts_of_type()
+
+
+def remount() -> None:
+    """Unmount msharefs (evicting every region no process maps) and mount it again."""
+    with global_lock():
+        kapi.umount2(MOUNT)
+        kapi.mount(FSTYPE, MOUNT, FSTYPE)
 
 
 @contextmanager
@@ -102,17 +110,6 @@ def alignment() -> int:
         with open(INFO, "rb") as f:
             _align = int(f.read())
     return _align
-
-
-def config_enabled(option: str) -> bool | None:
-    """CONFIG_X from /proc/config.gz (None if the kernel does not export its config)."""
-    import gzip
-    try:
-        with gzip.open("/proc/config.gz", "rt") as f:
-            text = f.read()
-    except OSError:
-        return None
-    return f"\n{option}=y" in f"\n{text}"
 
 
 # ---------------------------------------------------------------- address slots
@@ -320,206 +317,31 @@ def memory_cgroup(tag: str) -> Iterator[Path]:
         group.rmdir()
 
 
-def cgroup_event(group: Path, key: str) -> int:
-    """One counter of group's memory.events."""
-    for line in (group / "memory.events").read_text().splitlines():
+def create_in_cgroup(group: Path, path: str, start: int) -> int:
+    """In a child: join group, then create a region at path and map one unit at start
+    (its memory is charged to group); the region's fd, left open."""
+    (group / "cgroup.procs").write_text(str(os.getpid()))
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    kapi.mmap(start, alignment(), RW, kapi.MAP_SHARED | kapi.MAP_FIXED_NOREPLACE, fd)
+    return fd
+
+
+def _cgroup_counter(group: Path, file: str, key: str) -> int:
+    for line in (group / file).read_text().splitlines():
         k, v = line.split()
         if k == key:
             return int(v)
-    raise KeyError(key)
+    raise KeyError(f"{file} has no {key}")
 
 
-def scaled(seconds: float) -> float:
-    """A watchdog limit stretched by LIBMSHARE_TIME_SCALE (selftests/run --time-scale), for
-    kernels that run everything several times slower (KASAN under TCG)."""
-    return seconds * TIME_SCALE
+def cgroup_event(group: Path, key: str) -> int:
+    """One counter of group's memory.events."""
+    return _cgroup_counter(group, "memory.events", key)
 
 
-def wait_until(pred: Callable[[], bool], timeout: float = 30.0, step: float = 0.005) -> bool:
-    deadline = time.monotonic() + scaled(timeout)
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
-
-# ---------------------------------------------------------------- child processes
-
-class ChildError(AssertionError):
-    """The child function raised; its traceback is the message."""
-
-    def __init__(self, msg: str, err: int | None) -> None:
-        super().__init__(msg)
-        self.errno = err
-
-
-class ChildKilled(AssertionError):
-    def __init__(self, sig: int) -> None:
-        super().__init__(f"child killed by signal {signal.Signals(sig).name}")
-        self.signal = sig
-
-
-def drop_privileges(uid: int = NOBODY, gid: int = NOBODY, groups: tuple[int, ...] = ()) -> None:
-    os.setgroups(list(groups))
-    os.setgid(gid)
-    os.setuid(uid)
-
-
-def _child_main(fn: Callable[..., Any], args: tuple[Any, ...], w: int,
-                uid: int | None, gid: int | None) -> None:
-    """Runs in the forked child; never returns."""
-    try:
-        signal.alarm(0)
-        faulthandler.disable()  # a deliberate SIGSEGV must not print a Python traceback
-        if uid is not None:
-            drop_privileges(uid, NOBODY if gid is None else gid)
-        res: tuple[Any, ...] = ("ok", fn(*args))
-    except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
-        res = ("err", f"{type(e).__name__}: {e}\n{traceback.format_exc()}",
-               getattr(e, "errno", None))
-    try:
-        data = pickle.dumps(res)
-    except Exception as e:  # noqa: BLE001
-        data = pickle.dumps(("err", f"unpicklable child result: {e}", None))
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(w, view):]
-    finally:
-        os._exit(0)
-
-
-def _read_all(fd: int, deadline: float) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("child did not finish in time")
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-
-
-class Child:
-    """A forked child running fn(*args); result() returns its value or raises."""
-
-    def __init__(self, fn: Callable[..., Any], *args: Any, uid: int | None = None,
-                 gid: int | None = None) -> None:
-        r, w = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:
-            os.close(r)
-            _child_main(fn, args, w, uid, gid)
-        os.close(w)
-        self._r = r
-        self.status: int | None = None
-
-    def wait_status(self, timeout: float = 120.0) -> tuple[bytes, int]:
-        deadline = time.monotonic() + scaled(timeout)
-        try:
-            data = _read_all(self._r, deadline)
-        except TimeoutError:
-            self.kill()
-            raise
-        finally:
-            os.close(self._r)
-        while True:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.status = status
-                return data, status
-            if time.monotonic() > deadline:
-                self.kill()
-                raise TimeoutError(f"child {self.pid} did not exit")
-            time.sleep(0.002)
-
-    def result(self, timeout: float = 120.0) -> Any:
-        data, status = self.wait_status(timeout)
-        if os.WIFSIGNALED(status):
-            raise ChildKilled(os.WTERMSIG(status))
-        kind, *rest = pickle.loads(data)
-        if kind == "err":
-            raise ChildError(rest[0], rest[1])
-        return rest[0]
-
-    def kill(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-
-
-def in_child(fn: Callable[..., Any], *args: Any, uid: int | None = None,
-             gid: int | None = None, timeout: float = 120.0) -> Any:
-    """Run fn(*args) in a forked child and return its (pickled) result."""
-    return Child(fn, *args, uid=uid, gid=gid).result(timeout)
-
-
-def death_signal(fn: Callable[..., Any], *args: Any, timeout: float = 60.0) -> int | None:
-    """The signal that killed a child running fn(*args), or None if it exited."""
-    child = Child(fn, *args)
-    _, status = child.wait_status(timeout)
-    return os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-
-
-def close_quietly(*fds: int) -> None:
-    """Close each fd; one that is closed already (a second close()) is no error."""
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
-class Gate:
-    """A one-shot barrier over a pipe: children block in wait() until the parent opens it."""
-
-    def __init__(self) -> None:
-        self.r, self.w = os.pipe()
-
-    def wait(self, timeout: float = 120.0) -> None:
-        """Block until open(); nobody reads the byte, so it stays readable for everyone."""
-        ready, _, _ = select.select([self.r], [], [], scaled(timeout))
-        if not ready:
-            raise TimeoutError("gate never opened")
-
-    def is_open(self) -> bool:
-        ready, _, _ = select.select([self.r], [], [], 0)
-        return bool(ready)
-
-    def open(self) -> None:
-        os.write(self.w, b"g")  # level-triggered: wakes every waiter at once
-
-    def close(self) -> None:
-        close_quietly(self.r, self.w)
-
-
-class Counter:
-    """Children each post a byte; the parent waits for n of them."""
-
-    def __init__(self) -> None:
-        self.r, self.w = os.pipe()
-        self.got = 0
-
-    def post(self) -> None:
-        os.write(self.w, b".")
-
-    def wait_for(self, n: int, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + scaled(timeout)
-        while self.got < n:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([self.r], [], [], max(left, 0))
-            if not ready:
-                raise TimeoutError(f"only {self.got} of {n} children reported")
-            self.got += len(os.read(self.r, n - self.got))
-
-    def close(self) -> None:
-        close_quietly(self.r, self.w)
+def memory_stat(group: Path, key: str) -> int:
+    """One counter of group's memory.stat (bytes for the memory kinds)."""
+    return _cgroup_counter(group, "memory.stat", key)
 
 
 def run_python(code: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
@@ -532,8 +354,7 @@ def run_python(code: str, *args: str, timeout: float = 120.0) -> subprocess.Comp
 
 def shm_dir() -> str:
     """A tmpfs directory for shmem files (/dev/shm if it is a writable tmpfs)."""
-    with open("/proc/self/mounts") as f:
-        tmpfs = {ln.split()[1] for ln in f if ln.split()[2] == "tmpfs"}
+    tmpfs = set(mounts_of_type("tmpfs"))
     if "/dev/shm" in tmpfs and os.access("/dev/shm", os.W_OK):
         return "/dev/shm"
     d = scratch() / "shm"
@@ -541,11 +362,3 @@ def shm_dir() -> str:
     if str(d) not in tmpfs:
         kapi.mount("tmpfs", str(d), "tmpfs", 0, "mode=1777")
     return str(d)
-
-
-def enoent_ok(fn: Callable[[], Any]) -> None:
-    try:
-        fn()
-    except OSError as e:
-        if e.errno != errno.ENOENT:
-            raise

@@ -35,7 +35,7 @@ def _touch(start: int, n: int, first: int = 0) -> None:
         kapi.poke(start + off, b"\1")
 
 
-def _waiting(then: Callable[[], None] | None = None) -> tuple[harness.Child, harness.Gate,
+def _waiting(then: Callable[[], object] | None = None) -> tuple[harness.Child, harness.Gate,
                                                                harness.Counter]:
     """A forked child (it inherits every window) that runs then(), reports, and waits."""
     gate, ready = harness.Gate(), harness.Counter()
@@ -150,23 +150,13 @@ def test_stats_name_the_creators_memory_cgroup(regions: harness.Regions) -> None
     start = harness.take_window()
     with harness.memory_cgroup("statid") as group:
         def create() -> int:
-            (group / "cgroup.procs").write_text(str(os.getpid()))
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-            kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
+            fd = harness.create_in_cgroup(group, path, start)
             return int(kapi.mshare_stats(fd).memcg_id)
 
         assert harness.in_child(create) == group.stat().st_ino
 
 
 # ---------------------------------------------------------------- memory cgroup
-
-def _memory_stat(group: Path, key: str) -> int:
-    for line in (group / "memory.stat").read_text().splitlines():
-        k, v = line.split()
-        if k == key:
-            return int(v)
-    raise KeyError(key)
-
 
 @pytest.fixture
 def creator_cgroup(regions: harness.Regions) -> Iterator[tuple[Path, harness.Region]]:
@@ -177,12 +167,7 @@ def creator_cgroup(regions: harness.Regions) -> Iterator[tuple[Path, harness.Reg
     path = regions.path("cgtab")
     start = harness.take_window()
     with harness.memory_cgroup("tables") as group:
-        def create() -> None:
-            (group / "cgroup.procs").write_text(str(os.getpid()))
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-            kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
-
-        waiter = _waiting(create)
+        waiter = _waiting(lambda: harness.create_in_cgroup(group, path, start))
         try:
             yield group, regions.attach(path)
         finally:
@@ -193,12 +178,13 @@ def creator_cgroup(regions: harness.Regions) -> Iterator[tuple[Path, harness.Reg
 def test_region_tables_and_pages_charged_to_creator_cgroup(
         creator_cgroup: tuple[Path, harness.Region]) -> None:
     group, r = creator_cgroup
-    tables0, shmem0 = _memory_stat(group, "pagetables"), _memory_stat(group, "shmem")
+    tables0 = harness.memory_stat(group, "pagetables")
+    shmem0 = harness.memory_stat(group, "shmem")
     _touch(r.start, 32 * MiB)  # from outside the group
     tables = kapi.mshare_stats(r.fd).page_tables
-    grew = _memory_stat(group, "pagetables") - tables0
+    grew = harness.memory_stat(group, "pagetables") - tables0
     assert tables <= grew <= tables + 16 * PAGE, f"cgroup pagetables +{grew}, region {tables}"
-    assert _memory_stat(group, "shmem") - shmem0 >= 32 * MiB
+    assert harness.memory_stat(group, "shmem") - shmem0 >= 32 * MiB
 
 
 # ---------------------------------------------------------------- OOM badness
@@ -326,9 +312,7 @@ def test_region_filling_creator_cgroup_kills_its_largest_sharer_first(
             (group / "cgroup.procs").write_text(str(os.getpid()))
 
         def create() -> None:
-            join()
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-            kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
+            harness.create_in_cgroup(group, path, start)
             kapi.poke(start, _page_byte(0))
 
         def hog() -> None:

@@ -24,15 +24,6 @@ def test_fresh_region_reads_zero(region: harness.Region) -> None:
         assert region.peek(off, 64) == b"\0" * 64, hex(off)
 
 
-def test_recreated_region_does_not_show_old_data(regions: harness.Regions) -> None:
-    r = regions.create()
-    r.poke(0, b"secret")
-    path, start = r.path, r.start
-    regions.cleanup()
-    r2 = regions.create(path=path, start=start)
-    assert r2.peek(0, 6) == b"\0" * 6
-
-
 def test_sparse_pattern_over_whole_region_seen_by_child(region: harness.Region) -> None:
     offs = _sparse_offsets(region.size)
     for i, off in enumerate(offs):

@@ -192,9 +192,7 @@ def test_umount_evicts_never_unlinked_region_and_frees_memory(
     _touch_every(r, 1 << 30, PMD)
     regions.unmap(r)
     regions.close(r.fd)
-    with harness.global_lock():
-        kapi.umount2(MOUNT)
-        kapi.mount("msharefs", MOUNT, "msharefs")
+    harness.remount()
     shmem = _settle("Shmem", base["Shmem"], 1024)
     tables = _settle("PageTables", base["PageTables"], 256)
     assert shmem - base["Shmem"] <= 1024
@@ -230,9 +228,7 @@ def test_no_kmemleak_report_after_region_lifecycles(regions: harness.Regions) ->
     _touch_every(b, 1 << 20, PAGE)
     regions.unmap(b)
     regions.close(b.fd)
-    with harness.global_lock():
-        kapi.umount2(MOUNT)
-        kapi.mount("msharefs", MOUNT, "msharefs")
+    harness.remount()
     time.sleep(6)  # kmemleak reports objects older than 5 s
     _kmemleak("scan")
     time.sleep(1)

@@ -23,6 +23,8 @@ import harness
 import kapi
 import pytest
 
+from mshare_lab import proc
+
 PAGE = kapi.PAGE
 MiB = 1 << 20
 HIGH = 16 * MiB
@@ -88,14 +90,9 @@ def _rate_past_high(group: Path, child: harness.Child) -> tuple[float, int, floa
     return (past / secs if secs > 0 else float("inf")), round(past), secs
 
 
-def _state(pid: int) -> str:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat[stat.rindex(")") + 2]
-
-
 def _exited(pid: int) -> bool:
     """Whether the child has exited (a zombie: not reaped, so its pid stays ours)."""
-    return _state(pid) in "ZX"
+    return proc.state(pid) in (None, "Z", "X")
 
 
 def _child(fn: Callable[[], object]) -> harness.Child:
@@ -111,13 +108,26 @@ def _kill(child: harness.Child) -> None:
 
 def _creator(group: Path, path: str, start: int, ready: harness.Counter) -> Callable[[], None]:
     def body() -> None:
-        (group / "cgroup.procs").write_text(str(os.getpid()))
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
+        harness.create_in_cgroup(group, path, start)
         ready.post()
         while True:
             signal.pause()
     return body
+
+
+@contextlib.contextmanager
+def _region_in(group: Path, regions: harness.Regions, tag: str) -> Iterator[tuple[str, int]]:
+    """A region that a child in group created and keeps mapped (killed after): its path
+    and address."""
+    path, start = regions.path(tag), harness.take_window()
+    ready = harness.Counter()
+    owner = _child(_creator(group, path, start, ready))
+    try:
+        ready.wait_for(1)
+        yield path, start
+    finally:
+        owner.kill()
+        ready.close()
 
 
 def _outside_writer(path: str, start: int, cap: int,
@@ -143,16 +153,9 @@ def test_outside_mapper_past_memory_high_no_faster_than_task_inside(
     (memcg / "memory.high").write_text(str(HIGH))
     inside = _child(lambda: _inside_writer(memcg))
     in_rate, in_past, in_secs = _rate_past_high(memcg, inside)
-    path, start = regions.path("high"), harness.take_window()
-    ready = harness.Counter()
-    owner = _child(_creator(memcg, path, start, ready))
-    try:
-        ready.wait_for(1)
+    with _region_in(memcg, regions, "high") as (path, start):
         outside = _child(_outside_writer(path, start, CAP))
         out_rate, out_past, out_secs = _rate_past_high(memcg, outside)
-    finally:
-        owner.kill()
-        ready.close()
     assert out_rate <= 1.5 * in_rate, \
         f"outside mapper: {out_past} MiB past memory.high in {out_secs:.1f} s " \
         f"({out_rate:.2f} MiB/s); task inside: {in_past} MiB in {in_secs:.1f} s " \
@@ -162,58 +165,44 @@ def test_outside_mapper_past_memory_high_no_faster_than_task_inside(
 @pytest.mark.timeout(300)
 def test_outside_mapper_past_memory_high_reclaims_region_cgroup(
         regions: harness.Regions, memcg: Path) -> None:
-    path, start = regions.path("high"), harness.take_window()
-    ready = harness.Counter()
-    owner = _child(_creator(memcg, path, start, ready))
-    try:
-        ready.wait_for(1)
+    with _region_in(memcg, regions, "high") as (path, start):
         (memcg / "memory.high").write_text(str(HIGH))
         before = harness.cgroup_event(memcg, "high")
         outside = _child(_outside_writer(path, start, CAP))
         outside.result(timeout=120)
         after = harness.cgroup_event(memcg, "high")
-    finally:
-        owner.kill()
-        ready.close()
     assert after > before, f"memory.events high stayed {before}: A was never reclaimed"
 
 
 @pytest.mark.timeout(300)
 def test_mapper_throttled_in_region_fault_dies_within_1s_of_sigkill(
         regions: harness.Regions, memcg: Path) -> None:
-    path, start = regions.path("kill"), harness.take_window()
-    ready = harness.Counter()
-    owner = _child(_creator(memcg, path, start, ready))
-    mapper: harness.Child | None = None
-    try:
-        ready.wait_for(1)
+    with _region_in(memcg, regions, "kill") as (path, start):
         (memcg / "memory.high").write_text(str(1 * MiB))
         mapper = _child(_outside_writer(path, start, CAP, 120))
-        # Throttled: asleep in the kernel (S or D) for 0.5 s running, not finished.
-        deadline = time.monotonic() + harness.scaled(60)
-        asleep_since: float | None = None
-        while time.monotonic() < deadline:
-            if _exited(mapper.pid):
-                pytest.fail("the mapper wrote the whole cap: it was never throttled")
-            if _state(mapper.pid) in "SD":
-                asleep_since = asleep_since or time.monotonic()
-                if time.monotonic() - asleep_since >= 0.5:
-                    break
+        try:
+            # Throttled: asleep in the kernel (S or D) for 0.5 s running, not finished.
+            deadline = time.monotonic() + harness.scaled(60)
+            asleep_since: float | None = None
+            while time.monotonic() < deadline:
+                if _exited(mapper.pid):
+                    pytest.fail("the mapper wrote the whole cap: it was never throttled")
+                if proc.state(mapper.pid) in ("S", "D"):
+                    asleep_since = asleep_since or time.monotonic()
+                    if time.monotonic() - asleep_since >= 0.5:
+                        break
+                else:
+                    asleep_since = None
+                time.sleep(0.01)
             else:
-                asleep_since = None
-            time.sleep(0.01)
-        else:
-            pytest.fail("the mapper never stayed asleep in the kernel for 0.5 s")
-        t0 = time.monotonic()
-        os.kill(mapper.pid, signal.SIGKILL)
-        while not _exited(mapper.pid) and time.monotonic() - t0 < harness.scaled(30):
-            time.sleep(0.005)
-        took = time.monotonic() - t0
-    finally:
-        if mapper is not None:
+                pytest.fail("the mapper never stayed asleep in the kernel for 0.5 s")
+            t0 = time.monotonic()
+            os.kill(mapper.pid, signal.SIGKILL)
+            while not _exited(mapper.pid) and time.monotonic() - t0 < harness.scaled(30):
+                time.sleep(0.005)
+            took = time.monotonic() - t0
+        finally:
             _kill(mapper)
-        owner.kill()
-        ready.close()
     assert took <= harness.scaled(1.0), f"the mapper took {took:.2f} s to die of SIGKILL"
 
 
@@ -238,25 +227,18 @@ def test_outside_mapper_one_syscall_stays_near_memory_high(
     """A large overcharge inside one system call is throttled at once, as for a task in
     the cgroup (the core's synchronous check), not only on the way back to user space:
     one read(2) of 64 MiB into the window keeps the region cgroup under 2 x high."""
-    path, start = regions.path("sys"), harness.take_window()
-    ready = harness.Counter()
-    owner = _child(_creator(memcg, path, start, ready))
-    reader: harness.Child | None = None
     peak = 0
-    try:
-        ready.wait_for(1)
+    with _region_in(memcg, regions, "sys") as (path, start):
         (memcg / "memory.high").write_text(str(HIGH))
         reader = _child(_outside_reader(path, start, CAP))
-        deadline = time.monotonic() + harness.scaled(10)
-        while time.monotonic() < deadline and not _exited(reader.pid):
+        try:
+            deadline = time.monotonic() + harness.scaled(10)
+            while time.monotonic() < deadline and not _exited(reader.pid):
+                peak = max(peak, _current(memcg))
+                time.sleep(0.02)
             peak = max(peak, _current(memcg))
-            time.sleep(0.02)
-        peak = max(peak, _current(memcg))
-    finally:
-        if reader is not None:
+        finally:
             _kill(reader)
-        owner.kill()
-        ready.close()
     assert peak < 2 * HIGH, \
         f"one read(2) by an outside mapper took the region cgroup to {peak // MiB} MiB " \
         f"(memory.high {HIGH // MiB} MiB)"

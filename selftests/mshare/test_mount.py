@@ -28,9 +28,7 @@ def test_mount_point_is_sys_fs_mshare_directory() -> None:
 
 
 def test_mounted_with_type_msharefs(msharefs: str) -> None:
-    with open("/proc/self/mounts") as f:
-        entries = [ln.split() for ln in f]
-    assert any(e[1] == MOUNT and e[2] == "msharefs" for e in entries)
+    assert any(m.target == MOUNT and m.fstype == "msharefs" for m in harness.mounts())
 
 
 def test_mshare_info_is_regular_file_mode_0444() -> None:
@@ -200,7 +198,5 @@ def test_umount_then_mount_again_starts_empty(regions: harness.Regions) -> None:
     os.close(fd)
     name = Path(path).name
     assert name in os.listdir(MOUNT)
-    with harness.global_lock():
-        kapi.umount2(MOUNT)
-        kapi.mount("msharefs", MOUNT, "msharefs")
+    harness.remount()
     assert sorted(os.listdir(MOUNT)) == ["mshare_info"]

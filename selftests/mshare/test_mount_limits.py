@@ -58,11 +58,9 @@ def usage() -> Usage:
 
 def mount_options(target: str = MOUNT) -> dict[str, str]:
     """The options /proc/mounts shows for target (key=value ones)."""
-    with open("/proc/mounts") as f:
-        for line in f:
-            fields = line.split()
-            if fields[1] == target and fields[2] == harness.FSTYPE:
-                return dict(o.split("=", 1) for o in fields[3].split(",") if "=" in o)
+    for m in harness.mounts():
+        if m.target == target and m.fstype == harness.FSTYPE:
+            return dict(o.split("=", 1) for o in m.options if "=" in o)
     raise AssertionError(f"{target} is not an msharefs mount")
 
 
@@ -235,22 +233,6 @@ def test_unlinked_region_still_mapped_keeps_its_count(limits: None,
     assert _create(regions)[1] == errno.ENOSPC
 
 
-def test_remount_max_regions_below_regions_einval(limits: None,
-                                                  regions: harness.Regions) -> None:
-    regions.open_new()
-    regions.open_new()
-    assert harness.errno_of(remount, f"max_regions={usage().regions - 1}") == errno.EINVAL
-
-
-def test_remount_max_regions_below_regions_keeps_limits(limits: None,
-                                                        regions: harness.Regions) -> None:
-    regions.open_new()
-    regions.open_new()
-    before = mount_options()
-    harness.errno_of(remount, f"max_regions={usage().regions - 1}")
-    assert mount_options() == before
-
-
 def test_remount_max_regions_equal_to_regions_succeeds(limits: None,
                                                        regions: harness.Regions) -> None:
     regions.open_new()
@@ -322,20 +304,32 @@ def test_attach_at_max_size_succeeds(limits: None, regions: harness.Regions) -> 
     harness.in_child(body)
 
 
-def test_remount_max_size_below_established_einval(limits: None,
-                                                   regions: harness.Regions) -> None:
+# ---------------------------------------------------------------- a limit below what is in use
+
+def _below_use(regions: harness.Regions, limit: str) -> str:
+    """Two regions (established for max_size), then the option setting limit one below
+    what they use: one region fewer, or one alignment unit less."""
+    if limit == "max_regions":
+        regions.open_new()
+        regions.open_new()
+        return f"max_regions={usage().regions - 1}"
     regions.create()
     regions.create()
-    below = usage().established - harness.alignment()
-    assert harness.errno_of(remount, f"max_size={below}") == errno.EINVAL
+    return f"max_size={usage().established - harness.alignment()}"
 
 
-def test_remount_max_size_below_established_keeps_limits(limits: None,
-                                                         regions: harness.Regions) -> None:
-    regions.create()
-    regions.create()
+@pytest.mark.parametrize("limit", ["max_regions", "max_size"])
+def test_remount_limit_below_use_einval(limits: None, regions: harness.Regions,
+                                        limit: str) -> None:
+    assert harness.errno_of(remount, _below_use(regions, limit)) == errno.EINVAL
+
+
+@pytest.mark.parametrize("limit", ["max_regions", "max_size"])
+def test_remount_limit_below_use_keeps_limits(limits: None, regions: harness.Regions,
+                                              limit: str) -> None:
+    option = _below_use(regions, limit)
     before = mount_options()
-    harness.errno_of(remount, f"max_size={usage().established - harness.alignment()}")
+    harness.errno_of(remount, option)
     assert mount_options() == before
 
 

@@ -29,7 +29,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -40,12 +39,9 @@ import harness
 import kapi
 import pytest
 
-sys.path.insert(0, str(harness.REPO / "bench"))
-
+from libmshare import run_cmd
 from pgbenchlib.cluster import BIN, Cluster, mount_tmpfs, region_maps
 from pgbenchlib.consistency import check_consistency
-
-from libmshare import run_cmd
 
 pytestmark = [
     pytest.mark.serial,

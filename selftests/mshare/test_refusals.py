@@ -168,16 +168,13 @@ def test_mremap_duplicate_with_zero_old_len_einval(pop: Populated) -> None:
 
 # ---------------------------------------------------------------- madvise
 
-TABLE_CHANGING = {
-    "dontneed": kapi.MADV_DONTNEED,
-    "dontneed_locked": kapi.MADV_DONTNEED_LOCKED,
-    "free": kapi.MADV_FREE,
-    "remove": kapi.MADV_REMOVE,
-    "pageout": kapi.MADV_PAGEOUT,
-    "cold": kapi.MADV_COLD,
-    "collapse": kapi.MADV_COLLAPSE,
-    "wipeonfork": kapi.MADV_WIPEONFORK,
-}
+def _advice(*names: str) -> dict[str, int]:
+    """Test id -> MADV_ value ("dontneed" -> kapi.MADV_DONTNEED)."""
+    return {name: getattr(kapi, f"MADV_{name.upper()}") for name in names}
+
+
+TABLE_CHANGING = _advice("dontneed", "dontneed_locked", "free", "remove", "pageout", "cold",
+                         "collapse", "wipeonfork")
 
 
 @pytest.mark.parametrize("advice", list(TABLE_CHANGING.values()), ids=list(TABLE_CHANGING))
@@ -199,12 +196,7 @@ def test_madvise_dontneed_from_another_sharer_einval(pop: Populated) -> None:
     assert_unchanged(pop)
 
 
-HINTS = {
-    "normal": kapi.MADV_NORMAL,
-    "random": kapi.MADV_RANDOM,
-    "sequential": kapi.MADV_SEQUENTIAL,
-    "willneed": kapi.MADV_WILLNEED,
-}
+HINTS = _advice("normal", "random", "sequential", "willneed")
 
 
 @pytest.mark.parametrize("advice", list(HINTS.values()), ids=list(HINTS))

@@ -21,6 +21,8 @@ import kapi
 import pytest
 from kernellog import KernelLog
 
+from mshare_lab import proc
+
 PAGE = kapi.PAGE
 NPAGES = 64
 NOREPLACE = kapi.MAP_SHARED | kapi.MAP_FIXED_NOREPLACE
@@ -194,22 +196,14 @@ def _touch(start: int, n: int) -> None:
         kapi.poke(start + off, b"\1")
 
 
-def _create_inside(group: Path, path: str, start: int) -> None:
-    """In a child: join the memory cgroup, then create and map a region there."""
-    (group / "cgroup.procs").write_text(str(os.getpid()))
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
-
-
 @pytest.mark.serial
 @pytest.mark.timeout(300)
 def test_creator_in_32mib_memcg_is_oom_killed_touching_128mib(
         regions: harness.Regions, small_memcg: Path) -> None:
-    path = regions.path("cg")
-    start = harness.take_window()
+    path, start = regions.path("cg"), harness.take_window()
 
     def body() -> None:
-        _create_inside(small_memcg, path, start)
+        harness.create_in_cgroup(small_memcg, path, start)
         os.unlink(path)  # freed with this process
         _touch(start, CG_TOUCH)
 
@@ -222,12 +216,11 @@ def test_creator_in_32mib_memcg_is_oom_killed_touching_128mib(
 @pytest.mark.timeout(300)
 def test_sharer_outside_memcg_gets_sigbus_past_creator_limit(
         regions: harness.Regions, small_memcg: Path) -> None:
-    path = regions.path("cg2")
-    start = harness.take_window()
+    path, start = regions.path("cg2"), harness.take_window()
     ready = harness.Counter()
 
     def creator() -> None:
-        _create_inside(small_memcg, path, start)
+        harness.create_in_cgroup(small_memcg, path, start)
         kapi.poke(start, b"\1")
         ready.post()
         while True:
@@ -314,8 +307,7 @@ def test_attach_with_map_flag_populates_nothing(region: harness.Region, flag: in
 def test_mlock_of_window_succeeds_and_populates_nothing(region: harness.Region) -> None:
     def body() -> None:
         kapi.mlock(region.start, region.size)
-        status = Path("/proc/self/status").read_text()
-        assert "VmLck:\t       0 kB" in status, status
+        assert proc.status_kib("VmLck") == 0, proc.status()
 
     _assert_attached_without_growth(*_bounded(body))
 

@@ -29,6 +29,7 @@ import sdkgate
 
 import libmshare
 from libmshare import addrspace
+from mshare_lab import env, paths
 
 ITERATIONS = 60
 ROUNDS = 3
@@ -155,12 +156,12 @@ def test_create_attach_detach_latency(mount: str, capsys: pytest.CaptureFixture[
     record = {
         "cycle": f"create+attach+detach of {size} bytes", "iterations": ITERATIONS,
         "rounds": ROUNDS, "python": sys.version.split()[0],
-        "kernel": os.uname().release, "kernel_image": os.environ.get("LIBMSHARE_KERNEL_IMAGE"),
+        "kernel": os.uname().release, "kernel_image": paths.kernel_image(),
         "c_ns": c_all, "sdk_given_start_ns": fixed_all, "sdk_picked_start_ns": picked_all,
         "median_ratio_given": given, "median_ratio_picked": picked,
         "goal": GOAL, "bounds": {"given": SDK_BOUND, "picked": PICKED_BOUND},
     }
-    scratch = os.environ.get("LIBMSHARE_SCRATCH")
+    scratch = env.scratch()
     if scratch:
         Path(scratch, "sdk-latency.json").write_text(json.dumps(record, indent=1) + "\n")
     with capsys.disabled():

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import harness
+import kapi
 import pytest
 import sdkgate
 
@@ -160,28 +161,9 @@ def test_smaps_of_the_window_agrees_with_the_stats(name: str, align: int) -> Non
     with libmshare.create(name, align) as r:
         _touch(r.buf, 4 << 20)
         s = r.stats()
-        fields = _smaps_of(r.start)
-    assert fields["Rss"] == s.resident // 1024 == 4 << 10  # kB
-    assert fields["MshareMappers"] == s.mappers == 1
-
-
-def _smaps_of(start: int) -> dict[str, int]:
-    """The numeric fields of this process's smaps entry for the VMA at ``start``."""
-    fields: dict[str, int] = {}
-    inside = False
-    with open("/proc/self/smaps") as f:
-        for line in f:
-            head = line.split()[0]
-            if "-" in head and not head.endswith(":"):  # a VMA's header line
-                if inside:
-                    break
-                inside = int(head.split("-")[0], 16) == start
-            elif inside:
-                key, value = line.split(":", 1)
-                if value.split() and value.split()[0].isdigit():
-                    fields[key] = int(value.split()[0])
-    assert fields, f"no VMA at {start:#x} in /proc/self/smaps"
-    return fields
+        fields = kapi.smaps_entry(r.start)
+    assert kapi.smaps_kb(fields, "Rss") == s.resident // 1024 == 4 << 10  # kB
+    assert int(fields["MshareMappers"]) == s.mappers == 1
 
 
 def _create_in_cgroup(group: Path, name: str, align: int) -> tuple[int, str | None, int]:

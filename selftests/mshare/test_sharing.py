@@ -24,6 +24,8 @@ import harness
 import kapi
 import pytest
 
+from mshare_lab import proc
+
 pytestmark = [pytest.mark.serial, pytest.mark.timeout(900)]
 
 N = 64
@@ -48,14 +50,6 @@ class Run:
                 f"{self.pt_rise_kb} kB (one copy {ONE_COPY_KB} kB), minflt/attacher "
                 f"max {max(self.minflt)} mean {sum(self.minflt) / N:.0f}, VmPTE/attacher "
                 f"max +{max(self.vmpte_rise_kb)} kB")
-
-
-def _vmpte() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmPTE:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmPTE in /proc/self/status")
 
 
 def _measure(kind: str, regions: harness.Regions) -> Run:
@@ -88,15 +82,15 @@ def _measure(kind: str, regions: harness.Regions) -> Run:
                             kapi.MAP_PRIVATE | kapi.MAP_ANONYMOUS, -1)
         sum(memoryview((ctypes.c_ubyte * (2 * PAGE)).from_address(scratch)).cast("B")[::PAGE])
         kapi.munmap(scratch, 2 * PAGE)
-        _vmpte()
+        proc.vm_pte_kib()
         kapi.minflt()
         ready.post()
         go.wait(600)
-        pte0, flt0 = _vmpte(), kapi.minflt()
+        pte0, flt0 = proc.vm_pte_kib(), kapi.minflt()
         base = kapi.mmap(addr, size, kapi.PROT_READ, flags, fd)
         total = sum(memoryview(window_t.from_address(base)).cast("B")[::PAGE])
         flt1 = kapi.minflt()
-        pte1 = _vmpte()
+        pte1 = proc.vm_pte_kib()
         done.post()
         leave.wait(600)
         return flt1 - flt0, pte1 - pte0, total

@@ -32,6 +32,8 @@ import harness
 import kapi
 import pytest
 
+from mshare_lab import proc
+
 HERE = Path(__file__).resolve().parent
 PAGE = kapi.PAGE
 WORDS = PAGE // 8
@@ -78,14 +80,7 @@ SETTINGS = {"/proc/sys/vm/percpu_pagelist_high_fraction": "1000000",
 
 def _interrupts(rows: tuple[str, ...] = ("CAL", "TLB")) -> dict[str, list[int]]:
     """Per-CPU counts of some /proc/interrupts rows."""
-    out: dict[str, list[int]] = {}
-    with open("/proc/interrupts") as f:
-        ncpu = len(f.readline().split())
-        for line in f:
-            name, _, rest = line.partition(":")
-            if name.strip() in rows:
-                out[name.strip()] = [int(v) for v in rest.split()[:ncpu]]
-    return out
+    return {name: counts for name, counts in proc.interrupts().items() if name in rows}
 
 
 def _tlb_count(cpu: int) -> int:
@@ -133,11 +128,10 @@ def _user_tasks() -> Iterator[int]:
             continue
         try:
             tids = os.listdir(f"/proc/{pid}/task")
-            with open(f"/proc/{pid}/stat") as f:
-                flags = int(f.read().rsplit(")", 1)[1].split()[6])
         except OSError:
             continue
-        if not flags & PF_KTHREAD:
+        flags = proc.stat_flags(pid)
+        if flags is not None and not flags & PF_KTHREAD:
             yield from (int(t) for t in tids)
 
 

@@ -15,12 +15,13 @@ import ctypes
 import os
 import resource
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import harness
 import kapi
 import pytest
+
+from mshare_lab import proc
 
 PAGE = kapi.PAGE
 MEMLOCK = 64 << 20
@@ -47,7 +48,7 @@ def _unprivileged(r: harness.Region, fn: Callable[[], Any]) -> Any:
     64 MiB above the child's size."""
     def body() -> Any:
         kapi.munmap(r.start, r.size)
-        own = _status_kb("VmSize") * 1024
+        own = proc.status_kib("VmSize") * 1024
         assert own < 1 << 30, f"the child maps {own >> 20} MiB already: another window?"
         limit = own + MEMLOCK
         resource.setrlimit(resource.RLIMIT_MEMLOCK, (limit, limit))
@@ -65,13 +66,6 @@ def _present(r: harness.Region) -> int:
     step = r.size // (SAMPLE // 2)
     spread = [kapi.pagemap(r.start + i * step)[0] for i in range(SAMPLE // 2)]
     return sum(1 for e in head + spread if e & kapi.PM_PRESENT)
-
-
-def _status_kb(key: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{key}:"):
-            return int(line.split()[1])
-    raise KeyError(key)
 
 
 def test_unprivileged_mlockall_without_region_succeeds(shared: harness.Region) -> None:
@@ -114,7 +108,7 @@ def test_unprivileged_mlockall_and_mlock_do_not_lock_window(shared: harness.Regi
         _attach(shared)
         kapi.mlockall(kapi.MCL_CURRENT | kapi.MCL_FUTURE)
         kapi.mlock(shared.start, shared.size)
-        return _status_kb("VmLck"), _status_kb("VmSize") - (shared.size >> 10)
+        return proc.status_kib("VmLck"), proc.status_kib("VmSize") - (shared.size >> 10)
 
     locked, own = _unprivileged(shared, body)
     assert locked <= own, f"VmLck {locked} kB, but only {own} kB are outside the window"

@@ -12,7 +12,8 @@ import contextlib
 import mmap
 import os
 
-from ..procfs import meminfo_kib
+from mshare_lab.proc import meminfo_kib
+
 from .base import Backend, Memory, mmap_memory
 
 __all__ = ["HUGE_PAGE", "HugetlbBackend"]

@@ -1,0 +1,173 @@
+"""One statistics module and one decision rule for every goal a benchmark states.
+
+A ratio goal ("msharefs does at least m times what stock does") is judged on paired
+repetitions: repetition i ran both sides back to back, so ratio_i = new_i / base_i.  The
+ratio's interval comes from a bootstrap of the mean log-ratio (fixed seed, so a report
+is reproducible; 90% two-sided); with margin m (0.95 unless the goal says otherwise):
+
+- **met** when the interval's lower bound is >= m;
+- **NOT met** when its upper bound is < m;
+- **inconclusive** otherwise, and with fewer than MIN_PAIRS pairs.  Inconclusive is
+  never reported as met.
+
+Spread (median, range, n) is how every bench table shows repeated measurements.
+
+Orient a goal so that higher is better: for times or latencies pass (base, new) as
+(new, base).  Counts (page tables, faults, IPIs) are not sampled quantities with noise
+to average away: judge_counts compares every repetition's count with the bound.
+"""
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+__all__ = [
+    "CONFIDENCE", "MARGIN", "MIN_PAIRS", "RESAMPLES", "SEED", "CountJudgement",
+    "RatioInterval", "RatioJudgement", "Spread", "Verdict", "judge_counts", "judge_ratio",
+    "ratio_interval", "spread",
+]
+
+MIN_PAIRS = 10
+CONFIDENCE = 0.90
+MARGIN = 0.95
+RESAMPLES = 10_000
+SEED = 19  # any fixed value: the same data always gives the same interval
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The median of n measurements and the range they fell in."""
+    median: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def width(self) -> float:
+        return self.high - self.low
+
+    def text(self, fmt: str = "{:,.0f}") -> str:
+        """"1,782 [1,166-1,885]"; the median alone for one measurement."""
+        m = fmt.format(self.median)
+        return m if self.n < 2 else f"{m} [{fmt.format(self.low)}-{fmt.format(self.high)}]"
+
+
+def spread(values: Sequence[float]) -> Spread | None:
+    if not values:
+        return None
+    return Spread(statistics.median(values), min(values), max(values), len(values))
+
+
+class Verdict(Enum):
+    MET = "met"
+    NOT_MET = "NOT met"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class RatioInterval:
+    ratio: float  # exp(mean log-ratio): the geometric mean of the paired ratios
+    lower: float
+    upper: float
+    width: float  # upper - lower: how much the repetitions leave open
+    pairs: int
+    confidence: float
+
+
+def _percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    pos = q * (len(sorted_values) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def _log_ratios(new: Sequence[float], base: Sequence[float]) -> list[float]:
+    if len(new) != len(base):
+        raise ValueError(f"unpaired: {len(new)} new against {len(base)} base values")
+    if any(v <= 0 for v in (*new, *base)):
+        raise ValueError("a ratio needs positive values on both sides")
+    return [math.log(n / b) for n, b in zip(new, base, strict=True)]
+
+
+def ratio_interval(new: Sequence[float], base: Sequence[float], *,
+                   confidence: float = CONFIDENCE, resamples: int = RESAMPLES,
+                   seed: int = SEED) -> RatioInterval:
+    """The paired ratio new/base and its bootstrap percentile interval."""
+    logs = _log_ratios(new, base)
+    if not logs:
+        raise ValueError("no pairs")
+    rng = random.Random(seed)
+    n = len(logs)
+    means = sorted(sum(rng.choices(logs, k=n)) / n for _ in range(resamples))
+    tail = (1 - confidence) / 2
+    lower, upper = math.exp(_percentile(means, tail)), math.exp(_percentile(means, 1 - tail))
+    return RatioInterval(math.exp(sum(logs) / n), lower, upper, upper - lower, n, confidence)
+
+
+@dataclass(frozen=True)
+class RatioJudgement:
+    verdict: Verdict
+    margin: float
+    pairs: int
+    interval: RatioInterval | None  # None with too few pairs
+
+    @property
+    def met(self) -> bool:
+        return self.verdict is Verdict.MET
+
+    def describe(self) -> str:
+        """One line: "met: ratio 1.08, 90% interval 1.01-1.15 (width 0.14), 12 pairs,
+        margin 0.95"."""
+        if self.interval is None:
+            return (f"{self.verdict.value}: {self.pairs} pairs, fewer than the {MIN_PAIRS} "
+                    f"a ratio goal needs (margin {self.margin:g})")
+        i = self.interval
+        return (f"{self.verdict.value}: ratio {i.ratio:.3f}, {i.confidence:.0%} interval "
+                f"{i.lower:.3f}-{i.upper:.3f} (width {i.width:.3f}), {i.pairs} pairs, "
+                f"margin {self.margin:g}")
+
+
+def judge_ratio(new: Sequence[float], base: Sequence[float], *, margin: float = MARGIN,
+                min_pairs: int = MIN_PAIRS, seed: int = SEED) -> RatioJudgement:
+    """The goal new/base >= margin, judged by the rule in the module docstring."""
+    if len(new) < min_pairs or len(base) < min_pairs:
+        _log_ratios(new, base)  # still refuse unpaired or non-positive data
+        return RatioJudgement(Verdict.INCONCLUSIVE, margin, min(len(new), len(base)), None)
+    interval = ratio_interval(new, base, seed=seed)
+    if interval.lower >= margin:
+        verdict = Verdict.MET
+    elif interval.upper < margin:
+        verdict = Verdict.NOT_MET
+    else:
+        verdict = Verdict.INCONCLUSIVE
+    return RatioJudgement(verdict, margin, interval.pairs, interval)
+
+
+@dataclass(frozen=True)
+class CountJudgement:
+    verdict: Verdict  # MET or NOT_MET: a count is exact, never inconclusive
+    worst: int
+    bound: int
+    at_most: bool
+
+    @property
+    def met(self) -> bool:
+        return self.verdict is Verdict.MET
+
+    def describe(self) -> str:
+        return (f"{self.verdict.value}: worst {self.worst}, "
+                f"{'at most' if self.at_most else 'at least'} {self.bound}")
+
+
+def judge_counts(counts: Sequence[int], bound: int, *, at_most: bool = True) -> CountJudgement:
+    """Every repetition's count against the bound (at most, or at least, bound)."""
+    if not counts:
+        raise ValueError("no counts")
+    worst = max(counts) if at_most else min(counts)
+    ok = worst <= bound if at_most else worst >= bound
+    return CountJudgement(Verdict.MET if ok else Verdict.NOT_MET, worst, bound, at_most)

@@ -1,0 +1,80 @@
+"""Run one of the checkout's scripts in a guest that writes a JSON document into a
+writable host directory, and bring the document back: the host side the benches share."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kbuild import cli as kbuild_cli
+from kbuild import patches
+from kbuild.artifact import Build
+
+from . import status
+from .run import REPO, GuestResult, run
+
+__all__ = ["GuestResult", "kernel", "load", "run_bench", "run_script"]
+
+
+def load(path: Path) -> dict[str, Any] | None:
+    """The document at ``path``, or None if the guest wrote none or died mid-write."""
+    try:
+        with path.open() as f:
+            doc: dict[str, Any] = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return doc
+
+
+def kernel(path: str | Path | None, flavor: str = "release") -> Build | Path | None:
+    """The image asked for, else the flavor's build (from the cache, or built now);
+    None when that build failed (its reason is on stderr)."""
+    if path:
+        return Path(path)
+    try:
+        return kbuild_cli.build(flavor)
+    except (kbuild_cli.BuildError, patches.PatchError, FileNotFoundError) as err:
+        kbuild_cli.say(f"FAILED: {err}")
+        return None
+
+
+def run_script(script: str, args: Sequence[str], out: Path,
+               image: Build | str | Path | None, *, label: str, cpus: int, memory: str,
+               timeout: float, kvm: bool | None = None,
+               ) -> tuple[GuestResult, dict[str, Any] | None]:
+    """Run ``script`` (a path in the checkout) with the guest's Python and ``args``;
+    ``out`` is where it writes its document, in a directory the guest may write.
+    ``image`` None (or "") boots the release build."""
+    kernel_ = image if isinstance(image, Build) else kernel(image)
+    if kernel_ is None:
+        print(f"{label}: the release kernel did not build", file=sys.stderr)
+        return GuestResult(status.INFRA), None
+    out.unlink(missing_ok=True)
+    # The guest's own Python is LIBMSHARE_PYTHON (expanded in the guest).
+    cmd = ["sh", "-c", 'exec "$LIBMSHARE_PYTHON" "$0" "$@"', script, *args]
+    print(f"{label}: in the guest: {shlex.join(cmd)}", file=sys.stderr, flush=True)
+    result = run(cmd, kernel_, cpus=cpus, memory=memory, timeout=timeout, rwdirs=[out.parent],
+                 kvm=kvm, cwd=REPO)
+    return result, load(out)
+
+
+
+def run_bench(script: str, args: Sequence[str], image: Build | str | Path | None, *,
+              label: str, cpus: int, memory: str, timeout: float, kvm: bool | None = None,
+              ) -> tuple[int, dict[str, Any] | None]:
+    """One boot running a bench's guest script, which writes its document where its
+    ``--out`` says (a temporary directory the guest may write): the status and the
+    document, whose provenance is the finished record (the host's load after the boot
+    too, where the guest could copy only the one from before)."""
+    with tempfile.TemporaryDirectory(prefix=f"{label}-") as tmp:
+        out = Path(tmp) / "doc.json"
+        result, doc = run_script(script, [*args, "--out", str(out)], out, image, label=label,
+                                 cpus=cpus, memory=memory, timeout=timeout, kvm=kvm)
+    if doc is not None and result.provenance:
+        doc["provenance"] = result.provenance
+    return result.status, doc
