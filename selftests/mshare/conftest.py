@@ -26,6 +26,7 @@ from types import FrameType
 
 import harness
 import pytest
+import sdkgate
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
@@ -135,6 +136,12 @@ def _needs_msharefs(request: pytest.FixtureRequest) -> None:
 @pytest.fixture
 def align(msharefs: str) -> int:
     return harness.alignment()
+
+
+@pytest.fixture
+def sdk_mount() -> str:
+    """msharefs mounted through libmshare: the SDK guest tests' gate (sdkgate)."""
+    return sdkgate.sdk_mount()
 
 
 @pytest.fixture

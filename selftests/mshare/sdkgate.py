@@ -6,6 +6,11 @@ guest (LIBMSHARE_GUEST=1), not on any kernel that happens to have msharefs.
 
 from __future__ import annotations
 
+import itertools
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import harness
 import pytest
 
@@ -23,3 +28,21 @@ def sdk_mount() -> str:
     if not libmshare.kernel_supports():
         pytest.fail("LIBMSHARE_GUEST=1 but the kernel has no msharefs", pytrace=False)
     return libmshare.ensure_mounted()
+
+
+_seq = itertools.count()
+
+
+@contextmanager
+def region_name(tag: str) -> Iterator[str]:
+    """A region name unique to this process, sdk-<tag>-<pid>-<n>, on the SDK's mount;
+    unlinked afterwards if the test left it."""
+    sdk_mount()
+    n = f"sdk-{tag}-{os.getpid()}-{next(_seq)}"
+    try:
+        yield n
+    finally:
+        try:
+            libmshare.unlink(n)
+        except FileNotFoundError:
+            pass

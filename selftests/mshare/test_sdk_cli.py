@@ -27,13 +27,8 @@ PYTHON = [sys.executable, "-S"]
 
 @pytest.fixture
 def name() -> Iterator[str]:
-    sdkgate.sdk_mount()
-    n = f"sdk-cli-{os.getpid()}"
-    yield n
-    try:
-        libmshare.unlink(n)
-    except FileNotFoundError:
-        pass
+    with sdkgate.region_name("cli") as n:
+        yield n
 
 
 def mshare(*args: str) -> subprocess.CompletedProcess[str]:

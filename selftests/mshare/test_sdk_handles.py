@@ -16,17 +16,11 @@ from collections.abc import Iterator
 
 import harness
 import pytest
-import sdkgate
 
 import libmshare
 
 PYTHON = [sys.executable, "-S"]  # see test_sdk_region.py: site costs most of a start-up
 _seq = itertools.count()
-
-
-@pytest.fixture
-def sdk_mount() -> str:
-    return sdkgate.sdk_mount()
 
 
 @pytest.fixture

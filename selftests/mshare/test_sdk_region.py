@@ -30,19 +30,9 @@ _seq = itertools.count()
 
 
 @pytest.fixture
-def sdk_mount() -> str:
-    return sdkgate.sdk_mount()
-
-
-@pytest.fixture
-def name(sdk_mount: str) -> Iterator[str]:
-    """A region name unique to this process and test; unlinked afterwards if left."""
-    n = f"sdk-{os.getpid()}-{next(_seq)}"
-    yield n
-    try:
-        libmshare.unlink(n)
-    except FileNotFoundError:
-        pass
+def name() -> Iterator[str]:
+    with sdkgate.region_name("region") as n:
+        yield n
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import fcntl
-import itertools
 import json
 import os
 import subprocess
@@ -31,28 +30,12 @@ TOUCH = 16 << 20
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # -S: libmshare comes from PYTHONPATH; site's .pth processing slows start-up under TCG.
 PYTHON = [sys.executable, "-S"]
-_seq = itertools.count()
 
 
 @pytest.fixture
-def sdk_mount() -> str:
-    return sdkgate.sdk_mount()
-
-
-@pytest.fixture
-def name(sdk_mount: str) -> Iterator[str]:
-    """A region name unique to this process and test; unlinked afterwards if left."""
-    n = f"sdk-stats-{os.getpid()}-{next(_seq)}"
-    yield n
-    try:
-        libmshare.unlink(n)
-    except FileNotFoundError:
-        pass
-
-
-@pytest.fixture
-def align(sdk_mount: str) -> int:
-    return libmshare.alignment()
+def name() -> Iterator[str]:
+    with sdkgate.region_name("stats") as n:
+        yield n
 
 
 def _touch(buf: memoryview, n: int) -> None:
@@ -231,8 +214,7 @@ def test_readonly_attacher_reads_stats(name: str, align: int) -> None:
                 "with libmshare.attach(sys.argv[1], readonly=True) as r:\n"
                 "    s = r.stats()\n"
                 "    print(s.mappers, s.resident)\n")
-        res = subprocess.run([*PYTHON, "-c", code, name], capture_output=True, text=True,
-                             timeout=harness.scaled(240), check=False)
+        res = harness.run_python(code, name, timeout=240)
     assert res.returncode == 0, res.stderr
     mappers, resident = map(int, res.stdout.split())
     assert mappers == 2 and resident >= PAGE
