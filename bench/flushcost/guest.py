@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mshare_lab import paths, proc
-from mshare_lab.benchloop import rotation, save
+from mshare_lab.benchloop import Cell, Loop, identity, rotation
+from vmrun import provenance
 
 from . import mem
 from .sharer import Sharer, spawn
@@ -269,22 +270,19 @@ def run_plan(plan_name: str, plan: Plan, out: str, accelerator: str,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "guest": {**guest_info(), "accelerator": accelerator},
                 "notes": notes, "runs": []}
-    save(doc, out)
-    t_all = time.monotonic()
-    k = 0
-    for rep in range(plan.reps):
-        for n in plan.sharers:
-            for backend in rotation(plan.backends, rep):
-                for phase in plan.phases:
-                    k += 1
-                    r = one_run(backend, n, phase, plan, f"{k}")
-                    r["rep"] = rep
-                    r["seq"] = k
-                    doc["runs"].append(r)
-                    doc["elapsed_s"] = time.monotonic() - t_all
-                    save(doc, out)
-                    log(f"[{time.monotonic() - t_all:6.0f}s] rep {rep} {backend:6} N={n:<3} "
-                        f"{phase:6}: {_summary(r)}")
-    doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    save(doc, out)
-    return doc
+    loop = Loop(doc, out, identity({"plan_name": plan_name, "plan": doc["plan"]},
+                                   provenance.current()))
+    cells: list[Cell] = [(rep, n, backend, phase) for rep in range(plan.reps)
+                         for n in plan.sharers for backend in rotation(plan.backends, rep)
+                         for phase in plan.phases]
+    seq = {cell: k for k, cell in enumerate(cells, 1)}
+
+    def measure(cell: Cell) -> Doc:
+        rep, n, backend, phase = int(cell[0]), int(cell[1]), str(cell[2]), str(cell[3])
+        r = one_run(backend, n, phase, plan, f"{seq[cell]}")
+        r["rep"] = rep
+        r["seq"] = seq[cell]
+        log(f"[{loop.elapsed:6.0f}s] rep {rep} {backend:6} N={n:<3} {phase:6}: {_summary(r)}")
+        return r
+
+    return loop.run(cells, measure)

@@ -187,9 +187,14 @@ def markdown(doc: Doc, rows: list[Doc]) -> str:
         ok = sum(1 for p in pairs if p["region"] is not None and p["shm"] is not None
                  and p["region"] <= p["shm"])
         out.append("")
+        # Issue 20's goal is about counts: judged on every pair, not on a ratio.
+        excess = [int(p["region"] - p["shm"]) for p in pairs
+                  if p["region"] is not None and p["shm"] is not None]
+        verdict = stats.judge_counts(excess, 0).describe() if excess else "no pairs"
         out.append(f"IPIs received by CPU {pairs[0]['cpu']}, which never runs a sharer, "
                    f"region against the same repetition's shm run: region <= shm in {ok} "
-                   f"of {len(pairs)} pairs.")
+                   f"of {len(pairs)} pairs (goal: region - shm <= 0 in every pair: "
+                   f"{verdict}).")
         out.append("")
         out.append(table.markdown(
             ["rep", "phase", "N", "region", "shm"],

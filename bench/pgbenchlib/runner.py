@@ -17,12 +17,12 @@ of the shared host falls on all alike), each a fresh server start:
 3. select-only pgbench with N clients (fixed transactions per client), then the same
    with a new connection per transaction (-C) for the connection time.
 
-The document is saved after every run, so a timeout keeps what finished.
+The document is saved after every run (mshare_lab.benchloop), so a timeout keeps what
+finished and another boot can resume it.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from libmshare import fs, run_cmd
-from mshare_lab import env
-from mshare_lab.benchloop import rotation, save
+from mshare_lab.benchloop import Cell, Loop, identity, load, rotation, save
 from mshare_lab.proc import meminfo_kib, minflt, mounts, system_info
 from mshare_lab.proc import page_tables_kib as page_tables
 from mshare_lab.proc import vm_pte_kib as vmpte
+from vmrun import provenance
 
 from .cluster import BIN, Cluster, hugepages, mount_tmpfs, region_maps
 from .libpq import Session, query_all
@@ -51,15 +51,6 @@ WARM_SQL = ("select pg_prewarm('pgbench_accounts'), pg_prewarm('pgbench_accounts
 TOUCH_SQL = ("select sum(length(get_raw_page('{rel}', b::int))) from (select generate_series("
              "0, pg_relation_size('{rel}') / 8192 - 1) b) s")
 ROOT = Path("/run/pgbench")
-
-
-def _provenance() -> dict[str, Any]:
-    try:
-        with open(Path(env.scratch() or "/nonexistent") / "provenance.json") as f:
-            doc: dict[str, Any] = json.load(f)
-            return doc
-    except (OSError, ValueError):
-        return {}
 
 
 def _thp_shmem() -> str:
@@ -83,7 +74,7 @@ class Bench:
             "schema": 1,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "system": system_info(),
-            "provenance": _provenance(),
+            "provenance": provenance.current(),
             "python": sys.version.split()[0],
             "postgres": "",
             "plan": plan.to_json(),
@@ -213,26 +204,36 @@ class Bench:
             for s in sessions:
                 s.close()
 
-    def run(self) -> Doc:
-        self.setup()
-        t_all = time.monotonic()
-        for n in self.plan.clients:
-            for rep in range(self.plan.reps):
-                for config in rotation(self.plan.configs, rep + self.plan.clients.index(n)):
-                    t = time.monotonic()
-                    try:
-                        r = self.run_one(config, n, rep, touch=rep == 0)
-                    except Exception as e:  # noqa: BLE001 - record it, go on with the rest
-                        r = {"config": config, "clients": n, "rep": rep,
-                             "skipped": None, "error": f"{type(e).__name__}: {e}"[:4000]}
-                        if self.cluster.proc is not None:
-                            self.cluster.kill()
-                    r["wall_s"] = time.monotonic() - t
-                    self.doc["runs"].append(r)
-                    self.doc["elapsed_s"] = time.monotonic() - t_all
-                    save(self.doc, self.out)
-                    self.log(summary(r))
-        self.doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    def cells(self) -> list[Cell]:
+        """(N, rep, config) in the order they run: per N and repetition every
+        configuration once, the order rotated (by the repetition and N's place)."""
+        p = self.plan
+        return [(n, rep, config) for i, n in enumerate(p.clients) for rep in range(p.reps)
+                for config in rotation(p.configs, rep + i)]
+
+    def measure(self, cell: Cell) -> Doc:
+        n, rep, config = int(cell[0]), int(cell[1]), str(cell[2])
+        t = time.monotonic()
+        try:
+            r = self.run_one(config, n, rep, touch=rep == 0)
+        except Exception as e:  # noqa: BLE001 - record it, go on with the rest
+            r = {"config": config, "clients": n, "rep": rep,
+                 "skipped": None, "error": f"{type(e).__name__}: {e}"[:4000]}
+            if self.cluster.proc is not None:
+                self.cluster.kill()
+        r["wall_s"] = time.monotonic() - t
+        self.log(summary(r))
+        return r
+
+    def run(self, resume: Doc | None) -> Doc:
+        # The identity is checked before anything is set up or the saved runs rewritten.
+        loop = Loop(self.doc, self.out, identity(self.plan.to_json(), self.doc["provenance"]),
+                    resume)
+        if resume is not None:
+            self.log(f"resuming: {len(loop.done)} of {len(self.cells())} runs done")
+        self.doc = loop.doc
+        self.setup()  # every boot: the cluster's tmpfs went with the last one
+        loop.run(self.cells(), self.measure)
         self.doc["server_log_tail"] = self.cluster.log_text(since_start=False)[-4000:]
         save(self.doc, self.out)
         return self.doc
@@ -255,10 +256,13 @@ def summary(r: Doc) -> str:
     return head + "; ".join(parts)
 
 
-def run_plan(plan: Plan, out: str, log: Callable[[str], None]) -> Doc:
+def run_plan(plan: Plan, out: str, log: Callable[[str], None], *, resume: bool = False) -> Doc:
+    """Run the plan, saving to ``out`` after every run; with ``resume``, continue the
+    document already at ``out`` (the same plan, kernel and git revision only)."""
+    saved = load(out) if resume else None
     bench = Bench(plan, out, log)
     try:
-        return bench.run()
+        return bench.run(saved)
     finally:
         if bench.cluster.proc is not None:
             bench.cluster.kill()

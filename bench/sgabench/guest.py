@@ -14,9 +14,10 @@ from examples.sga import RunConfig, run
 from examples.sga.progress import ProgressLine
 from libmshare import format_size
 from mshare_lab import proc
-from mshare_lab.benchloop import rotation, save
+from mshare_lab.benchloop import Cell, Loop, identity, load, rotation
+from vmrun import provenance
 
-from .plans import Case
+from .plans import Case, plan_json
 
 __all__ = ["ensure_dev_shm", "run_plan"]
 
@@ -57,10 +58,14 @@ def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 
 
 def run_plan(cases: list[Case], backends: list[str], out: str, *, accelerator: str | None,
-             reserve_hugepages: bool, repeat: int = 1,
-             log: Callable[[str], None] = print) -> Doc:
+             reserve_hugepages: bool, repeat: int = 1, plan_name: str = "custom",
+             resume: bool = False, log: Callable[[str], None] = print) -> Doc:
     """Every case `repeat` times; each repetition runs every backend once, in the order
-    rotated by one per repetition (mshare_lab.benchloop.rotation), so the backends are interleaved."""
+    rotated by one per repetition (mshare_lab.benchloop.rotation), so the backends are
+    interleaved.  Saved after every run; with ``resume``, the document already at ``out``
+    is continued (the same plan, kernel and git revision only)."""
+    saved = load(out) if resume else None
+    plan = plan_json(plan_name, cases, backends, repeat)
     note = ensure_dev_shm()
     doc: Doc = {
         "schema": 2,
@@ -68,41 +73,38 @@ def run_plan(cases: list[Case], backends: list[str], out: str, *, accelerator: s
         "system": proc.system_info(),
         "accelerator": accelerator or proc.system_info()["accelerator"],
         "python": sys.version.split()[0],
-        "plan": [c.to_json() for c in cases],
-        "backends": backends,
-        "repeat": repeat,
+        **plan,
         "notes": [note] if note else [],
         "runs": [],
     }
-    save(doc, out)
-    t_all = time.monotonic()
-    for idx, case in enumerate(cases):
-        order = [(r, name) for r in range(repeat) for name in rotation(backends, r)]
-        for rep, name in order:
-            n = case.servers_for(name)
-            label = f"{name} N={n} S={format_size(case.size)}" + (
-                f" run {rep + 1}/{repeat}" if repeat > 1 else "")
-            config = RunConfig(backend=name, servers=n, size=case.size,
-                               duration=case.duration, milestones=case.milestones,
-                               reserve_hugepages=reserve_hugepages)
-            progress = ProgressLine(label)
-            before = counters()
-            result = run(config, progress)
-            progress.finish()
-            doc["runs"].append({"case": idx, "rep": rep, **result.to_json(),
-                                "counters": _delta(before, counters())})
-            doc["elapsed_s"] = time.monotonic() - t_all
-            save(doc, out)
-            if result.skipped:
-                log(f"{label}: skipped: {result.skipped}")
-            else:
-                log(f"{label}: PageTables +{result.pt_rise_kib / 1024:.2f} MiB, "
-                    f"{result.mean(result.touch_faults):.0f} faults/attacher, "
-                    f"{result.throughput:,.0f} ops/s, "
-                    f"{'correct' if result.correct else 'INCORRECT'} "
-                    f"({result.wall_s:.0f} s)")
-            with contextlib.suppress(OSError):
-                sys.stdout.flush()
-    doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    save(doc, out)
-    return doc
+    loop = Loop(doc, out, identity(plan, provenance.current()), saved)
+
+    def measure(cell: Cell) -> Doc:
+        idx, rep, name = int(cell[0]), int(cell[1]), str(cell[2])
+        case = cases[idx]
+        n = case.servers_for(name)
+        label = f"{name} N={n} S={format_size(case.size)}" + (
+            f" run {rep + 1}/{repeat}" if repeat > 1 else "")
+        config = RunConfig(backend=name, servers=n, size=case.size,
+                           duration=case.duration, milestones=case.milestones,
+                           reserve_hugepages=reserve_hugepages)
+        progress = ProgressLine(label)
+        before = counters()
+        result = run(config, progress)
+        progress.finish()
+        if result.skipped:
+            log(f"{label}: skipped: {result.skipped}")
+        else:
+            log(f"{label}: PageTables +{result.pt_rise_kib / 1024:.2f} MiB, "
+                f"{result.mean(result.touch_faults):.0f} faults/attacher, "
+                f"{result.throughput:,.0f} ops/s, "
+                f"{'correct' if result.correct else 'INCORRECT'} "
+                f"({result.wall_s:.0f} s)")
+        with contextlib.suppress(OSError):
+            sys.stdout.flush()
+        return {"case": idx, "rep": rep, **result.to_json(),
+                "counters": _delta(before, counters())}
+
+    cells: list[Cell] = [(idx, rep, name) for idx in range(len(cases))
+                         for rep in range(repeat) for name in rotation(backends, rep)]
+    return loop.run(cells, measure)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["BACKENDS", "PLANS", "Case", "guest_memory"]
+__all__ = ["BACKENDS", "PLANS", "Case", "custom_case", "default_repeat", "guest_memory", "plan_json"]
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -48,6 +48,29 @@ PLANS: dict[str, list[Case]] = {
         Case(1 * GiB, 300, [1, 10, 100, 300], 5.0),
     ],
 }
+
+
+def custom_case(size: int, servers: int, duration: float) -> Case:
+    """The one case of --servers and --size (a milestone at 1 and at N)."""
+    return Case(size, servers, sorted({1, servers}), duration)
+
+
+# Repetitions when --repeat does not say: the throughput goals are ratio goals, which
+# mshare_lab.stats judges only on 10 paired repetitions or more.  The quick plan (the
+# demo) and the sweep (the growth law: page-table counts, exact in one run; hours per
+# repetition under TCG) keep 3 and report their ratio goals as inconclusive.
+_REPEAT = {"quick": 3, "sweep": 3}
+FULL_REPEAT = 10
+
+
+def default_repeat(plan: str) -> int:
+    return _REPEAT.get(plan, FULL_REPEAT)
+
+
+def plan_json(name: str, cases: list[Case], backends: list[str], repeat: int) -> dict[str, Any]:
+    """What a run of the plan is, as its document records it (and a resume compares)."""
+    return {"plan_name": name, "plan": [c.to_json() for c in cases], "backends": backends,
+            "repeat": repeat}
 
 
 def guest_memory(cases: list[Case]) -> str:

@@ -9,6 +9,7 @@ memory and faults show the repetition whose throughput is that median.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,7 @@ class CaseRuns:
     case: Case
     runs: dict[str, RunResult]  # by backend, in the order they first ran: the median run
     reps: dict[str, list[RunResult]] = field(default_factory=dict)  # every repetition
+    by_rep: dict[str, dict[int, RunResult]] = field(default_factory=dict)
 
     @property
     def baseline(self) -> RunResult | None:
@@ -51,10 +53,25 @@ class CaseRuns:
                        if not r.skipped and r.touch_s])
 
 
+    def paired(self, new: str, base: str,
+               value: Callable[[RunResult], float]) -> tuple[list[float], list[float]]:
+        """Two backends' values, paired by repetition (each repetition ran every backend
+        once), where both measured a positive value: the input of a ratio goal."""
+        a, b = self.by_rep.get(new, {}), self.by_rep.get(base, {})
+        pairs = [(value(a[i]), value(b[i])) for i in sorted(a.keys() & b.keys())
+                 if not a[i].skipped and not b[i].skipped]
+        pairs = [(x, y) for x, y in pairs if x > 0 and y > 0]
+        return [x for x, _ in pairs], [y for _, y in pairs]
+
+
 def cases_of(doc: Doc) -> list[CaseRuns]:
     out = [CaseRuns(Case(**c), {}) for c in doc["plan"]]
     for run in doc["runs"]:
-        out[run["case"]].reps.setdefault(run["backend"], []).append(RunResult.from_json(run))
+        cr, result = out[run["case"]], RunResult.from_json(run)
+        runs = cr.reps.setdefault(run["backend"], [])
+        runs.append(result)
+        # Documents from before "rep" was recorded ran each backend once per repetition.
+        cr.by_rep.setdefault(run["backend"], {})[run.get("rep", len(runs) - 1)] = result
     for cr in out:
         cr.runs = {name: _median_run(runs) for name, runs in cr.reps.items()}
     return out

@@ -1,15 +1,32 @@
 """The guest-side loop every benchmark shares: a balanced order of the things compared,
-and the result document saved after every run (a boot that dies keeps what finished)."""
+and the result document saved after every completed cell, so that a boot that dies
+keeps what finished and a later boot can resume the same plan where it stopped.
+
+A cell is one measurement of the plan (a repetition of one configuration at one
+point: for instance (clients, rep, config)); its run record carries its key as
+``"cell"``.  The document's ``"checkpoint"`` holds the run's identity (the plan, the
+kernel build, the git revision) and the boots it took.  Resuming keeps every saved run
+and skips its cell; it refuses a document whose identity differs, because a plan's
+repetitions paired across two kernels or two revisions would judge neither.
+"""
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["rotation", "save"]
+__all__ = ["Cell", "Loop", "ResumeError", "check_resume", "identity", "load", "rotation",
+           "save"]
 
 T = TypeVar("T")
+Doc = dict[str, Any]
+Cell = tuple[int | str, ...]
+
+
+class ResumeError(ValueError):
+    """A saved document that this run may not continue (unreadable, or another run's)."""
 
 
 def rotation(items: Sequence[T], rep: int) -> list[T]:
@@ -20,9 +37,80 @@ def rotation(items: Sequence[T], rep: int) -> list[T]:
     return [*items[k:], *items[:k]]
 
 
-def save(doc: dict[str, Any], path: str) -> None:
+def save(doc: Doc, path: str) -> None:
     """Write the document whole or not at all (a rename over the last checkpoint)."""
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
         json.dump(doc, f, indent=1)
     os.replace(tmp, path)
+
+
+def load(path: str) -> Doc:
+    """A saved document to resume; ResumeError if there is none to read."""
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ResumeError(f"cannot resume {path}: {e}") from e
+    if not isinstance(doc, dict):
+        raise ResumeError(f"cannot resume {path}: not a result document")
+    return doc
+
+
+def identity(plan: Any, record: Doc) -> Doc:
+    """What must be the same in every boot of one run: the plan as JSON and, from a
+    provenance record (vmrun.provenance), the kernel build and the git revision."""
+    k = record.get("kernel") or {}
+    return {"plan": plan, "kernel": k.get("key") or k.get("image") or k.get("flavor"),
+            "git_revision": record.get("git_revision")}
+
+
+def check_resume(saved: Doc, want: Doc, source: str) -> None:
+    """ResumeError naming every part of the identity that differs."""
+    have = (saved.get("checkpoint") or {}).get("identity")
+    if have is None:
+        raise ResumeError(f"cannot resume {source}: it has no checkpoint (not a bench "
+                          "result, or one saved before runs could be resumed)")
+    diffs = [f"{key} differs (saved {json.dumps(have.get(key))}, now {json.dumps(value)})"
+             for key, value in want.items() if have.get(key) != value]
+    if diffs:
+        raise ResumeError(f"cannot resume {source}: " + "; ".join(diffs))
+
+
+class Loop:
+    """Run a plan's cells in order, saving the document after each; with ``resume``
+    (the saved document) keep its runs and skip their cells."""
+
+    def __init__(self, doc: Doc, out: str, ident: Doc, resume: Doc | None = None) -> None:
+        if resume is not None:
+            check_resume(resume, ident, out)
+            doc = resume
+        self.doc = doc
+        self.out = out
+        self.done = {tuple(r["cell"]) for r in doc.setdefault("runs", []) if "cell" in r}
+        boots = (doc.get("checkpoint") or {}).get("boots", [])
+        doc["checkpoint"] = {"identity": ident,
+                             "boots": [*boots, time.strftime("%Y-%m-%dT%H:%M:%S%z")]}
+        self._elapsed = float(doc.get("elapsed_s", 0.0))  # the earlier boots' share
+        self._t0 = time.monotonic()
+        save(doc, out)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds measuring so far, over every boot of the run."""
+        return self._elapsed + time.monotonic() - self._t0
+
+    def run(self, cells: Sequence[Cell], measure: Callable[[Cell], Doc]) -> Doc:
+        """measure(cell) for every cell not done yet, each run saved as it completes."""
+        for cell in cells:
+            if cell in self.done:
+                continue
+            r = measure(cell)
+            r["cell"] = list(cell)
+            self.doc["runs"].append(r)
+            self.done.add(cell)
+            self.doc["elapsed_s"] = self.elapsed
+            save(self.doc, self.out)
+        self.doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        save(self.doc, self.out)
+        return self.doc

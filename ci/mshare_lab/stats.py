@@ -120,10 +120,14 @@ class RatioJudgement:
     def met(self) -> bool:
         return self.verdict is Verdict.MET
 
-    def describe(self) -> str:
+    def describe(self, plan: str | None = None) -> str:
         """One line: "met: ratio 1.08, 90% interval 1.01-1.15 (width 0.14), 12 pairs,
-        margin 0.95"."""
+        margin 0.95"; with too few pairs and the plan named, "inconclusive (quick plan:
+        3 < 10 reps)", so a short plan's report says why it cannot judge."""
         if self.interval is None:
+            if plan is not None:
+                return (f"{self.verdict.value} ({plan} plan: {self.pairs} < {MIN_PAIRS} reps; "
+                        f"margin {self.margin:g})")
             return (f"{self.verdict.value}: {self.pairs} pairs, fewer than the {MIN_PAIRS} "
                     f"a ratio goal needs (margin {self.margin:g})")
         i = self.interval

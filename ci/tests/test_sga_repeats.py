@@ -10,9 +10,10 @@ import pytest
 
 from examples.sga.result import RunResult
 from mshare_lab.benchloop import rotation
+from mshare_lab.stats import MIN_PAIRS
 from sgabench import guest as sga_guest
-from sgabench.plans import Case
-from sgabench.report import report, throughput_goal
+from sgabench.plans import Case, default_repeat
+from sgabench.report import goals, report, throughput_goal
 from sgabench.runs import cases_of, spread
 
 S = 64 << 20
@@ -69,7 +70,7 @@ def test_throughput_goal_with_few_repetitions_is_inconclusive() -> None:
     cr = cases_of(_doc({"mshare": [1500, 1520, 1510], "shm": SHM[:3]}))[0]
     line = throughput_goal("[x]", cr)
     assert "medians of 3 runs each" in line and "1,510 [1,500-1,520]" in line
-    assert ": inconclusive: 3 pairs" in line
+    assert ": inconclusive: 3 pairs" in line  # no plan named: the rule's own words
 
 
 def test_throughput_goal_by_the_decision_rule_on_ten_pairs() -> None:
@@ -111,3 +112,25 @@ def test_run_plan_interleaves_and_repeats(tmp_path: Path, monkeypatch: pytest.Mo
     assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert [r["rep"] for r in doc["runs"]] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert doc["repeat"] == 3
+
+
+def test_a_quick_plan_reports_its_ratio_goals_as_inconclusive() -> None:
+    doc = {**_doc({"mshare": [1500, 1520, 1510], "shm": SHM[:3]}), "plan_name": "quick"}
+    judged = [g for g in goals(doc) if "throughput" in g or "shm time / mshare time" in g]
+    assert len(judged) == 2
+    assert all("inconclusive (quick plan: 3 < 10 reps" in g for g in judged), judged
+
+
+def test_the_touch_time_goal_is_a_paired_ratio_with_margin_20() -> None:
+    def touch_goal(shm_s: float) -> str:
+        doc = _doc({"mshare": SHM, "shm": SHM})
+        for run in doc["runs"]:
+            run["touch_s"] = [shm_s if run["backend"] == "shm" else 0.01] * 4
+        return next(g for g in goals(doc) if "shm time / mshare time" in g)
+    assert ": met: ratio 30.000" in touch_goal(0.3) and "margin 20" in touch_goal(0.3)
+    assert ": NOT met: ratio 10.000" in touch_goal(0.1)
+
+
+def test_full_plans_run_enough_repetitions_for_a_ratio_goal() -> None:
+    assert default_repeat("default") >= MIN_PAIRS and default_repeat("custom") >= MIN_PAIRS
+    assert default_repeat("quick") < MIN_PAIRS  # reported as inconclusive, as above

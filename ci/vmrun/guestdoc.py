@@ -14,11 +14,12 @@ from typing import Any
 from kbuild import cli as kbuild_cli
 from kbuild import patches
 from kbuild.artifact import Build
+from mshare_lab import benchloop, env
 
-from . import status
+from . import provenance, status
 from .run import REPO, GuestResult, run
 
-__all__ = ["GuestResult", "kernel", "load", "run_bench", "run_script"]
+__all__ = ["GuestResult", "kernel", "load", "resumable", "run_bench", "run_script"]
 
 
 def load(path: Path) -> dict[str, Any] | None:
@@ -45,16 +46,19 @@ def kernel(path: str | Path | None, flavor: str = "release") -> Build | Path | N
 
 def run_script(script: str, args: Sequence[str], out: Path,
                image: Build | str | Path | None, *, label: str, cpus: int, memory: str,
-               timeout: float, kvm: bool | None = None,
+               timeout: float, kvm: bool | None = None, seed: dict[str, Any] | None = None,
                ) -> tuple[GuestResult, dict[str, Any] | None]:
     """Run ``script`` (a path in the checkout) with the guest's Python and ``args``;
-    ``out`` is where it writes its document, in a directory the guest may write.
+    ``out`` is where it writes its document, in a directory the guest may write, and
+    where ``seed`` (a saved document the script is to resume) is put first.
     ``image`` None (or "") boots the release build."""
     kernel_ = image if isinstance(image, Build) else kernel(image)
     if kernel_ is None:
         print(f"{label}: the release kernel did not build", file=sys.stderr)
         return GuestResult(status.INFRA), None
-    out.unlink(missing_ok=True)
+    out.unlink(missing_ok=True)  # what comes back is this boot's, never a stale one
+    if seed is not None:
+        benchloop.save(seed, str(out))
     # The guest's own Python is LIBMSHARE_PYTHON (expanded in the guest).
     cmd = ["sh", "-c", 'exec "$LIBMSHARE_PYTHON" "$0" "$@"', script, *args]
     print(f"{label}: in the guest: {shlex.join(cmd)}", file=sys.stderr, flush=True)
@@ -63,18 +67,36 @@ def run_script(script: str, args: Sequence[str], out: Path,
     return result, load(out)
 
 
-
 def run_bench(script: str, args: Sequence[str], image: Build | str | Path | None, *,
               label: str, cpus: int, memory: str, timeout: float, kvm: bool | None = None,
+              out: Path | None = None, resume: dict[str, Any] | None = None,
               ) -> tuple[int, dict[str, Any] | None]:
     """One boot running a bench's guest script, which writes its document where its
-    ``--out`` says (a temporary directory the guest may write): the status and the
-    document, whose provenance is the finished record (the host's load after the boot
-    too, where the guest could copy only the one from before)."""
+    ``--out`` says: ``out`` (the guest saves there after every run, so the host keeps
+    what finished even if it dies too), by default a temporary file.  With ``resume``
+    (a saved document, see resumable()) the script gets ``--resume`` and continues it.
+    Returns the status and the document, whose provenance is the finished record (the
+    host's load after the boot too, where the guest could copy only the one from
+    before)."""
+    extra = ["--resume"] if resume is not None else []
     with tempfile.TemporaryDirectory(prefix=f"{label}-") as tmp:
-        out = Path(tmp) / "doc.json"
-        result, doc = run_script(script, [*args, "--out", str(out)], out, image, label=label,
-                                 cpus=cpus, memory=memory, timeout=timeout, kvm=kvm)
+        path = out.resolve() if out is not None else Path(tmp) / "doc.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result, doc = run_script(script, [*args, *extra, "--out", str(path)], path, image,
+                                 label=label, cpus=cpus, memory=memory, timeout=timeout,
+                                 kvm=kvm, seed=resume)
     if doc is not None and result.provenance:
         doc["provenance"] = result.provenance
     return result.status, doc
+
+
+def resumable(path: Path, plan: Any, image: Build | Path | None) -> dict[str, Any]:
+    """The document saved at ``path``, once checked to be a run of ``plan`` on this kernel
+    (None: this host's own, for runs without a guest) and git revision, before a boot is
+    spent on it: benchloop.ResumeError otherwise."""
+    doc = benchloop.load(str(path))
+    record = provenance.on_host() if image is None else {
+        "git_revision": provenance.git_revision(),
+        "kernel": provenance.kernel_info(image, env.cache_root() / "builds")}
+    benchloop.check_resume(doc, benchloop.identity(plan, record), str(path))
+    return doc

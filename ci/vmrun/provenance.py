@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from kbuild.artifact import Build
-from mshare_lab import proc
+from mshare_lab import env, proc
 from mshare_lab.gitrev import git_revision
 from mshare_lab.paths import portable
 
-__all__ = ["FILE", "collect", "describe", "finish", "git_revision", "kernel_info", "line",
-           "on_host", "parse_line"]
+__all__ = ["FILE", "collect", "current", "describe", "finish", "git_revision", "kernel_info",
+           "line", "on_host", "parse_line"]
 
 PREFIX = "vm-run: provenance: "
 FILE = "provenance.json"
@@ -100,6 +100,19 @@ def on_host() -> dict[str, Any]:
                   "accelerator": "none (host run, no guest)"},
         "host": {"cpus": os.cpu_count(), "load_before": _load()},
     }
+
+
+def current() -> dict[str, Any]:
+    """The record of the run this process is part of: in a guest, the one the host wrote
+    into its scratch directory before the boot; elsewhere on_host()."""
+    scratch = env.scratch()
+    if scratch is not None:
+        try:
+            doc = json.loads((scratch / FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return doc if isinstance(doc, dict) else {}
+    return on_host()
 
 
 def finish(record: dict[str, Any]) -> dict[str, Any]:

@@ -71,3 +71,8 @@ def test_counts_are_judged_as_counts() -> None:
     assert worse.verdict is Verdict.NOT_MET and worse.worst == 1
     assert stats.judge_counts([12, 15], 10, at_most=False).met
     assert not stats.judge_counts([12, 9], 10, at_most=False).met
+
+
+def test_a_short_plan_says_why_its_ratio_goal_is_inconclusive() -> None:
+    j = stats.judge_ratio(scaled(2.0)[:3], STOCK[:3])
+    assert j.describe("quick").startswith("inconclusive (quick plan: 3 < 10 reps")
