@@ -15,7 +15,14 @@ import fcntl
 import os
 import stat
 
-from .errors import MshareError, NotSupportedError, from_errno, from_oserror
+from .errors import (
+    MshareError,
+    MshareValueError,
+    NotSupportedError,
+    RegionEstablishedError,
+    from_errno,
+    from_oserror,
+)
 
 __all__ = [
     "MAP_ANONYMOUS",
@@ -26,18 +33,27 @@ __all__ = [
     "MAP_PRIVATE",
     "MAP_SHARED",
     "MNT_DETACH",
+    "MSHARE_F_ALL",
+    "MSHARE_F_HUGE",
+    "MSHARE_GET_FLAGS",
     "MSHARE_GET_STATS",
     "MSHARE_INFO_SIZE",
+    "MSHARE_SET_FLAGS",
     "PROT_NONE",
     "PROT_READ",
     "PROT_WRITE",
     "MshareInfo",
     "MshareStats",
+    "check_flags",
+    "describe_flags",
+    "get_flags",
     "get_stats",
     "mmap",
     "mount",
     "munmap",
     "read_mshare_info",
+    "set_flags",
+    "set_flags_error",
     "umount2",
 ]
 
@@ -85,13 +101,30 @@ class MshareStats(ctypes.Structure):
     ]
 
 
+def _ioc(direction: int, kind: int, nr: int, size: int) -> int:
+    # <asm-generic/ioctl.h> (x86_64, arm64): dir in bits 30-31 (1 = write, 2 = read),
+    # size in bits 16-29, type in bits 8-15, number in bits 0-7.
+    return (direction << 30) | (size << 16) | (kind << 8) | nr
+
+
 def _ior(kind: int, nr: int, size: int) -> int:
-    # <asm-generic/ioctl.h> (x86_64, arm64): dir in bits 30-31 (2 = read), size in
-    # bits 16-29, type in bits 8-15, number in bits 0-7.
-    return (2 << 30) | (size << 16) | (kind << 8) | nr
+    return _ioc(2, kind, nr, size)
+
+
+def _iow(kind: int, nr: int, size: int) -> int:
+    return _ioc(1, kind, nr, size)
 
 
 MSHARE_GET_STATS = _ior(0xB9, 0x00, ctypes.sizeof(MshareStats))
+
+# Region flags (series v6): chosen before the region's first mmap, fixed after it.
+MSHARE_F_HUGE = 1 << 0  # 2 MiB pages where there are (4 KiB otherwise, silently)
+MSHARE_F_ALL = MSHARE_F_HUGE
+MSHARE_SET_FLAGS = _iow(0xB9, 0x01, ctypes.sizeof(ctypes.c_uint64))
+MSHARE_GET_FLAGS = _ior(0xB9, 0x02, ctypes.sizeof(ctypes.c_uint64))
+_FLAG_NAMES = {MSHARE_F_HUGE: "huge"}
+_V6 = "(older than series v6)"
+_U64_MAX = (1 << 64) - 1
 
 # dlopen(NULL): the interpreter's own global namespace, which includes the libc it was
 # linked against (glibc or musl) without guessing a soname.
@@ -183,21 +216,103 @@ def read_mshare_info(fd: int, path: str | None = None) -> MshareInfo | None:
     return MshareInfo.from_buffer_copy(raw)
 
 
-def get_stats(fd: int, path: str | None = None) -> MshareStats:
-    """ioctl(fd, MSHARE_GET_STATS): what the region open on ``fd`` holds and costs now.
+def _ioctl_error(
+    e: OSError, op: str, fd: int, lacks: str, path: str | None
+) -> MshareError:
+    """The exception for an msharefs ioctl failing with ``e`` on ``fd``.
 
     ENOTTY from a region file means a kernel whose msharefs predates the ioctl, which
     gets a :class:`NotSupportedError` saying so (errno ENOTTY kept); from anything
     else (a directory) it is the plain answer to a wrong descriptor.
     """
+    if e.errno == errno.ENOTTY and stat.S_ISREG(os.fstat(fd).st_mode):
+        return NotSupportedError(
+            errno.ENOTTY, f"{op}: the running kernel's msharefs lacks {lacks}", path
+        )
+    return from_oserror(e, op, path)
+
+
+def get_stats(fd: int, path: str | None = None) -> MshareStats:
+    """ioctl(fd, MSHARE_GET_STATS): what the region open on ``fd`` holds and costs now."""
     stats = MshareStats()
     try:
         fcntl.ioctl(fd, MSHARE_GET_STATS, stats)
     except OSError as e:
-        if e.errno == errno.ENOTTY and stat.S_ISREG(os.fstat(fd).st_mode):
-            raise NotSupportedError(
-                errno.ENOTTY, "stats: the running kernel's msharefs lacks MSHARE_GET_STATS "
-                "(it predates region stats)", path,
-            ) from None
-        raise from_oserror(e, "stats", path) from None
+        raise _ioctl_error(
+            e, "stats", fd, "MSHARE_GET_STATS (it predates region stats)", path
+        ) from None
     return stats
+
+
+def describe_flags(flags: int) -> str:
+    """Region flags for messages: ``"huge"``, ``"no flags"``, unknown bits in hex."""
+    names = [n for bit, n in _FLAG_NAMES.items() if flags & bit]
+    if flags & ~MSHARE_F_ALL:
+        names.append(f"unknown bits {flags & ~MSHARE_F_ALL:#x}")
+    return "+".join(names) or "no flags"
+
+
+def check_flags(flags: int) -> int:
+    """``flags`` if it is a set of known region flags; else the error naming the bits."""
+    if isinstance(flags, bool) or not isinstance(flags, int):
+        raise TypeError(f"region flags must be an int, not {type(flags).__name__}")
+    if not 0 <= flags <= _U64_MAX:
+        raise MshareValueError(f"region flags {flags} are not a 64-bit unsigned value")
+    if flags & ~MSHARE_F_ALL:
+        raise MshareValueError(
+            f"region flags {flags:#x} have {describe_flags(flags)} (known: "
+            f"MSHARE_F_HUGE {MSHARE_F_HUGE:#x})"
+        )
+    return flags
+
+
+def _writable(fd: int) -> bool | None:
+    try:
+        return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
+    except OSError:
+        return None  # not an open descriptor at all
+
+
+def set_flags_error(e: OSError, fd: int, flags: int, path: str | None) -> MshareError:
+    """The exception for MSHARE_SET_FLAGS failing with ``e`` (the emulated mount's too)."""
+    what = describe_flags(flags)
+    if e.errno == errno.EBUSY:
+        return RegionEstablishedError(
+            errno.EBUSY, f"{what}: the region is established already; choose before its "
+            "first mmap", path,
+        )
+    if e.errno == errno.EINVAL:
+        return MshareError(
+            errno.EINVAL, f"set flags: the kernel does not know flags {flags:#x} ({what})",
+            path,
+        )
+    if e.errno == errno.EBADF and _writable(fd) is False:
+        return MshareError(
+            errno.EBADF, f"{what}: the region is open read-only; its flags are set through "
+            "a descriptor open for writing", path,
+        )
+    return _ioctl_error(e, "set flags", fd, f"MSHARE_SET_FLAGS {_V6}", path)
+
+
+def set_flags(fd: int, flags: int, path: str | None = None) -> None:
+    """ioctl(fd, MSHARE_SET_FLAGS, &flags): choose the flags of the region open on ``fd``.
+
+    Only before the region's first mmap (later: :class:`RegionEstablishedError`,
+    EBUSY) and through a descriptor open for writing (EBADF otherwise).  Unknown bits
+    are refused before the call (:class:`MshareValueError`).
+    """
+    value = ctypes.c_uint64(check_flags(flags))
+    try:
+        fcntl.ioctl(fd, MSHARE_SET_FLAGS, value)
+    except OSError as e:
+        raise set_flags_error(e, fd, flags, path) from None
+
+
+def get_flags(fd: int, path: str | None = None) -> int:
+    """ioctl(fd, MSHARE_GET_FLAGS): the flags of the region open on ``fd`` (any mode)."""
+    value = ctypes.c_uint64()
+    try:
+        fcntl.ioctl(fd, MSHARE_GET_FLAGS, value)
+    except OSError as e:
+        raise _ioctl_error(e, "get flags", fd, f"MSHARE_GET_FLAGS {_V6}", path) from None
+    return value.value

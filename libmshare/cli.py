@@ -147,11 +147,15 @@ def cmd_create(args: argparse.Namespace) -> RegionInfo:
     """Create a region, close it (it stays) and describe it."""
     region = create_region(
         args.name, args.size, start=args.addr, round_up=args.round_up, mode=args.mode,
-        exist_ok=args.exist_ok, timeout=args.timeout, mount=args.mount,
+        exist_ok=args.exist_ok, timeout=args.timeout, huge=args.huge, mount=args.mount,
     )
     # The region outlives this process: msharefs keeps it, with its data, until rm.
     region.close()
     return stat(region.name, mount=region.mount)
+
+
+def _huge(info: RegionInfo, unknown: str = "-") -> str:
+    return unknown if info.huge is None else "yes" if info.huge else "no"
 
 
 def show_region(info: RegionInfo) -> None:
@@ -163,6 +167,8 @@ def show_region(info: RegionInfo) -> None:
     print(f"size: {size}{f' ({info.size} bytes)' if info.size is not None else ''}")
     print(f"mode: {_octal(info.mode)}")
     print(f"owner: {_owner(info.uid, info.gid)}")
+    # What the region asked for; "pmd mapped" below is what it got.
+    print(f"huge: {_huge(info, 'unknown')}")
     if info.stats is None:
         print("stats: not available (no permission to open the region, an emulated "
               "mount, or a kernel without MSHARE_GET_STATS)")
@@ -216,14 +222,15 @@ def show_top(sample: TopSample) -> None:
                     f"{format_bytes(sum(s.page_tables for s in known))} page tables")
     clock = time.strftime("%H:%M:%S", time.localtime(sample.time))
     print(f"{sample.mount}: {summary}, by {sample.sort} at {clock}")
-    rows = [("NAME", "SIZE", "RESIDENT", "SWAP", "PMD", "TABLES", "MAPPERS", "CGROUP")]
+    rows = [("NAME", "SIZE", "HUGE", "RESIDENT", "SWAP", "PMD", "TABLES", "MAPPERS",
+             "CGROUP")]
     for i in sample.regions:
         size = _geometry(i)[1]
         s = i.stats
         if s is None:
-            rows.append((i.name, size, *("-",) * 6))
+            rows.append((i.name, size, _huge(i), *("-",) * 6))
             continue
-        rows.append((i.name, size, format_bytes(s.resident), format_bytes(s.swapped),
+        rows.append((i.name, size, _huge(i), format_bytes(s.resident), format_bytes(s.swapped),
                      format_bytes(s.pmd_mapped), format_bytes(s.page_tables), str(s.mappers),
                      s.cgroup or "-"))
     _print_table(rows)
@@ -301,6 +308,11 @@ def _parser(json_errors: bool = False) -> argparse.ArgumentParser:
                          "exactly (no umask)")
     sp.add_argument("--round-up", action="store_true",
                     help="round --size up to a multiple of the alignment")
+    sp.add_argument("--huge", action="store_true",
+                    help="ask for 2 MiB pages; where there are none (THP off, memory "
+                         "fragmented) the kernel uses 4 KiB pages silently: 'mshare "
+                         "stat' shows how much is pmd mapped (needs a kernel with "
+                         "MSHARE_SET_FLAGS, series v6)")
     sp.add_argument("--exist-ok", action="store_true",
                     help="succeed if a region of this name and size exists")
     sp.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",

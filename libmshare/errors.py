@@ -34,6 +34,7 @@ __all__ = [
     "NotMountedError",
     "NotSupportedError",
     "RegionClosedError",
+    "RegionEstablishedError",
     "RegionExistsError",
     "RegionLimitError",
     "RegionNameError",
@@ -71,8 +72,9 @@ class NotARegionError(MshareError, IsADirectoryError):
 
 class NotSupportedError(MshareError):
     """The running kernel has no msharefs (ENODEV), or the msharefs here cannot do what
-    was asked: ENOTTY for region stats on a kernel that predates ``MSHARE_GET_STATS``,
-    EOPNOTSUPP for them on the emulated mount of the tests."""
+    was asked: ENOTTY for region stats or flags (huge pages) on a kernel that predates
+    ``MSHARE_GET_STATS`` or ``MSHARE_SET_FLAGS``, EOPNOTSUPP for stats on the emulated
+    mount of the tests."""
 
 
 class NotMountedError(MshareError, FileNotFoundError):
@@ -81,6 +83,11 @@ class NotMountedError(MshareError, FileNotFoundError):
 
 class RegionNotEstablishedError(MshareError):
     """The region file exists but its creator has not mapped it yet (ENODATA)."""
+
+
+class RegionEstablishedError(MshareError):
+    """The region's first mmap fixed what was asked to change (EBUSY): its flags, such
+    as huge pages, are chosen between creating the file and that mmap."""
 
 
 class RegionLimitError(MshareError):

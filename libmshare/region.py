@@ -18,6 +18,11 @@ The shape follows ``multiprocessing.shared_memory.SharedMemory``: ``name``, ``si
 A ``Region`` pickles as a reference to the region: unpickled in a process that maps
 it already (``copy.deepcopy``, a ``Queue``, a ``fork`` pool worker) it is one more
 handle on that mapping; elsewhere (``spawn``) it attaches the region by name.
+
+``create(..., huge=True)`` asks for 2 MiB pages (tmpfs THP mapped by PMD leaves in the
+region's own page tables).  Where there are none (THP off, shmem THP denied, memory too
+fragmented) the kernel silently uses 4 KiB pages instead, reserving nothing:
+``Region.huge`` says what was asked, ``stats().pmd_mapped`` what was had.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NoReturn, Self
 
-from . import _mapping
+from . import _libc, _mapping
 from ._backend import Backend, backend_for
 from ._modes import FileMode, check_mode
 from ._names import validate_name
@@ -91,7 +96,8 @@ class RegionInfo:
     file's permission bits (an ``int`` shown in octal).  ``stats`` is what the region
     holds and costs now (:class:`~libmshare.stats.RegionStats`), None where it cannot be
     read: no permission to open the file, the emulated mount of the tests, or a kernel
-    without ``MSHARE_GET_STATS``.
+    without ``MSHARE_GET_STATS``.  ``huge`` is True if the region asked for 2 MiB pages
+    (see :attr:`Region.huge`), None when this user may not open the file.
     """
 
     name: str
@@ -103,6 +109,7 @@ class RegionInfo:
     gid: int
     established: bool | None
     stats: RegionStats | None = None
+    huge: bool | None = None
 
 
 def _open(path: str, flags: int, op: str, mode: int = 0) -> int:
@@ -161,6 +168,35 @@ def _wait_geometry(
         delay = min(delay * 2, _MAX_POLL)
 
 
+def _check_huge(huge: bool) -> bool:
+    if not isinstance(huge, bool):
+        raise TypeError(f"huge must be True or False, not {type(huge).__name__}")
+    return huge
+
+
+def _read_huge(backend: Backend, fd: int, path: str) -> bool:
+    """Whether the region open on ``fd`` asked for 2 MiB pages, as the kernel says."""
+    try:
+        flags = backend.get_flags(fd, path)
+    except NotSupportedError as e:
+        if e.errno != errno.ENOTTY:
+            raise
+        return False  # a kernel older than MSHARE_GET_FLAGS has no huge regions
+    return bool(flags & _libc.MSHARE_F_HUGE)
+
+
+def _huge_of(backend: Backend, fd: int, path: str, mapping: _mapping.FixedMapping) -> bool:
+    """:func:`_read_huge` for a region just mapped; lets go of ``mapping`` on failure.
+
+    Read once per handle: a mapped region is established, so its flags are fixed.
+    """
+    try:
+        return _read_huge(backend, fd, path)
+    except BaseException:
+        _mapping.release(mapping)
+        raise
+
+
 def _size_mismatch(
     path: str, have: tuple[int, int], size: int, start: int | None
 ) -> NoReturn:
@@ -197,7 +233,7 @@ class Region:
     """A handle on a mapped msharefs region.  Get one from :meth:`create` or :meth:`attach`.
 
     Attributes: ``name``, ``path``, ``mount``, ``start``, ``size``, ``requested_size``,
-    ``readonly``, ``closed``, ``buf``.  Close it (or use ``with``): a region dropped
+    ``huge``, ``readonly``, ``closed``, ``buf``.  Close it (or use ``with``): a region dropped
     unclosed emits ``ResourceWarning``, like a file.
     """
 
@@ -205,6 +241,7 @@ class Region:
     _name: str
     _mount: Mount
     _requested_size: int
+    _huge: bool
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("use Region.create() or Region.attach() to get a Region")
@@ -212,7 +249,7 @@ class Region:
     @classmethod
     def _from_mapping(
         cls, name: str, mount: Mount, mapping: _mapping.FixedMapping, requested_size: int,
-        *, readonly: bool,
+        *, readonly: bool, huge: bool,
     ) -> Region:
         self = cls.__new__(cls)
         try:
@@ -223,6 +260,7 @@ class Region:
         self._name = name
         self._mount = mount
         self._requested_size = requested_size
+        self._huge = huge
         return self
 
     # -- constructors -------------------------------------------------------------
@@ -238,6 +276,7 @@ class Region:
         mode: int = FileMode(0o600),
         exist_ok: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
+        huge: bool = False,
         mount: str | None = None,
     ) -> Region:
         """Create region ``name`` of ``size`` bytes, map it and return a handle on it.
@@ -247,10 +286,17 @@ class Region:
         address; by default a free window is picked from this process's address map.
         ``mode`` (0 to 0o777) is applied exactly: the umask does not narrow it.
 
+        ``huge=True`` asks for 2 MiB pages (``MSHARE_F_HUGE``, set before the first
+        mmap).  Where the kernel has none to give it uses 4 KiB pages, silently and
+        without reserving any: ``stats().pmd_mapped`` tells.  A kernel older than
+        series v6 refuses it (``NotSupportedError``, ENOTTY); the emulated mount keeps
+        the flag and, having no 2 MiB pages, falls back.
+
         If ``name`` exists: ``RegionExistsError``, or with ``exist_ok=True`` the
         existing region is attached instead, provided its size (and ``start``, if
         given) match; if its creator has not mapped it yet, this waits up to
-        ``timeout`` seconds for that (see :meth:`attach`).
+        ``timeout`` seconds for that (see :meth:`attach`).  Its flags are its
+        creator's, whatever ``huge`` says (as a fallback would be): see ``huge``.
         """
         m = resolve_mount(mount)
         rel = validate_name(name, m.path)
@@ -258,6 +304,7 @@ class Region:
         requested = operator.index(size)
         mode = check_mode(mode)
         timeout = _check_timeout(timeout)
+        huge = _check_huge(huge)
         align = read_alignment(m.path)
         if round_up and requested > 0:
             size = -(-requested // align) * align
@@ -279,7 +326,7 @@ class Region:
                 raise from_oserror(e, "create", path) from None
             else:
                 return cls._create_new(rel, m, backend, fd, path, size, align, start,
-                                       mode, requested)
+                                       mode, requested, huge)
             # Someone else's region, maybe being created right now.
             try:
                 fd = os.open(path, os.O_RDWR)
@@ -291,20 +338,25 @@ class Region:
                 mapping = _map_existing(backend, fd, path, "create", readonly=False,
                                         deadline=deadline, timeout=timeout,
                                         want=(size, start))
+                is_huge = _huge_of(backend, fd, path, mapping)
             except _Replaced:
                 continue
             finally:
                 os.close(fd)
-            return cls._from_mapping(rel, m, mapping, min(requested, size), readonly=False)
+            return cls._from_mapping(rel, m, mapping, min(requested, size), readonly=False,
+                                     huge=is_huge)
 
     @classmethod
     def _create_new(
         cls, rel: str, m: Mount, backend: Backend, fd: int, path: str, size: int,
-        align: int, start: int | None, mode: int, requested: int,
+        align: int, start: int | None, mode: int, requested: int, huge: bool,
     ) -> Region:
         try:
             os.fchmod(fd, mode)
+            if huge:  # not set otherwise: a region without flags needs no v6 kernel
+                backend.set_flags(fd, _libc.MSHARE_F_HUGE, path)
             mapping = _map_new(backend, fd, path, size, align, start)
+            is_huge = _huge_of(backend, fd, path, mapping)
         except BaseException:
             # The name is ours (O_EXCL) and holds nothing yet: leave no debris.
             with contextlib.suppress(OSError):
@@ -312,7 +364,7 @@ class Region:
             raise
         finally:
             os.close(fd)
-        return cls._from_mapping(rel, m, mapping, requested, readonly=False)
+        return cls._from_mapping(rel, m, mapping, requested, readonly=False, huge=is_huge)
 
     @classmethod
     def attach(
@@ -339,11 +391,13 @@ class Region:
             try:
                 mapping = _map_existing(backend, fd, path, "attach", readonly=readonly,
                                         deadline=deadline, timeout=timeout)
+                is_huge = _huge_of(backend, fd, path, mapping)
             except _Replaced:
                 continue  # removed and maybe made again while we waited: by name again
             finally:
                 os.close(fd)
-            return cls._from_mapping(rel, m, mapping, mapping.size, readonly=readonly)
+            return cls._from_mapping(rel, m, mapping, mapping.size, readonly=readonly,
+                                     huge=is_huge)
 
     # -- properties ---------------------------------------------------------------
 
@@ -380,6 +434,16 @@ class Region:
     def requested_size(self) -> int:
         """The size the creator asked for (``<= size``); ``size`` for attachers."""
         return self._requested_size
+
+    @property
+    def huge(self) -> bool:
+        """True if the region asked for 2 MiB pages (``MSHARE_F_HUGE``), as the kernel says.
+
+        What was asked, not what was had: where no 2 MiB pages were to be had the
+        kernel used 4 KiB pages silently; ``stats().pmd_mapped`` says how many bytes
+        are mapped by 2 MiB leaves.  False on a kernel older than series v6.
+        """
+        return self._huge
 
     @property
     def readonly(self) -> bool:
@@ -457,7 +521,7 @@ class Region:
     def __reduce__(self) -> tuple[Any, ...]:
         m = self._handle().mapping
         return (_unpickle, (self._name, self._mount.path, self.readonly,
-                            self._requested_size, m.key, m.start, m.size))
+                            self._requested_size, m.key, m.start, m.size, self._huge))
 
     def __repr__(self) -> str:
         if self._view is None:
@@ -496,13 +560,14 @@ def _map_new(
 
 def _unpickle(
     name: str, mount: str, readonly: bool, requested_size: int, key: _mapping.Key | None,
-    start: int, size: int,
+    start: int, size: int, huge: bool = False,
 ) -> Region:
     """A handle for a pickled Region: on this process's mapping, or attached by name."""
     m = resolve_mount(mount)
     mapping = _mapping.acquire(key, readonly=readonly) if key is not None else None
     if mapping is not None:
-        return Region._from_mapping(name, m, mapping, requested_size, readonly=readonly)
+        return Region._from_mapping(name, m, mapping, requested_size, readonly=readonly,
+                                    huge=huge)
     region = Region.attach(name, readonly=readonly, mount=mount)
     got = region._handle().mapping
     if key is not None and (got.key, got.start, got.size) != (key, start, size):
@@ -524,19 +589,22 @@ def create(
     mode: int = FileMode(0o600),
     exist_ok: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
+    huge: bool = False,
     mount: str | None = None,
 ) -> Region:
     """Create region ``name`` of ``size`` bytes, map it and return a handle on it.
 
     ``size`` must be a multiple of the alignment unit unless ``round_up`` is true.
     ``start`` fixes the address (default: a free aligned window).  ``mode`` (0 to
-    0o777) is applied exactly, whatever the umask.  With ``exist_ok=True`` an existing
+    0o777) is applied exactly, whatever the umask.  ``huge=True`` asks for 2 MiB
+    pages; where there are none the kernel uses 4 KiB pages silently (see
+    ``Region.huge`` and ``stats().pmd_mapped``).  With ``exist_ok=True`` an existing
     region of the same size (and ``start``, if given) is attached instead, waiting up
     to ``timeout`` seconds for its creator to map it.  See :meth:`Region.create`.
     """
     return Region.create(
         name, size, start=start, round_up=round_up, mode=mode, exist_ok=exist_ok,
-        timeout=timeout, mount=mount,
+        timeout=timeout, huge=huge, mount=mount,
     )
 
 
@@ -617,6 +685,7 @@ def _optional_stats(backend: Backend, fd: int, path: str) -> RegionStats | None:
 def _info(rel: str, path: str, backend: Backend, st: os.stat_result) -> RegionInfo:
     geometry: tuple[int, int] | None = None
     stats: RegionStats | None = None
+    huge: bool | None = None
     established: bool | None
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -628,12 +697,13 @@ def _info(rel: str, path: str, backend: Backend, st: os.stat_result) -> RegionIn
         try:
             geometry = backend.read_info(fd, path)
             stats = _optional_stats(backend, fd, path)
+            huge = _read_huge(backend, fd, path)
         finally:
             os.close(fd)
         established = geometry is not None
     start, size = geometry if geometry is not None else (None, None)
     return RegionInfo(rel, path, start, size, FileMode(_stat.S_IMODE(st.st_mode)),
-                      st.st_uid, st.st_gid, established, stats)
+                      st.st_uid, st.st_gid, established, stats, huge)
 
 
 def stat(name: str, *, mount: str | None = None) -> RegionInfo:

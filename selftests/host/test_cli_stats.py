@@ -115,7 +115,7 @@ def test_top_puts_regions_without_stats_last(
     del regions["b"]
     out = run(capsys, "top", "--count", "1")
     assert top_names(out) == ["c", "a", "b"]
-    assert out.splitlines()[-1].split()[2:] == ["-"] * 6
+    assert out.splitlines()[-1].split()[2:] == ["no"] + ["-"] * 6
 
 
 def test_top_shows_sizes_for_people_and_a_summary(
@@ -124,9 +124,9 @@ def test_top_shows_sizes_for_people_and_a_summary(
     lines = run(capsys, "top", "--count", "1").splitlines()
     assert lines[0].startswith(f"{fake_mount}: 3 regions, 21M resident, 56K page tables, "
                                "by resident at ")
-    assert lines[1].split() == ["NAME", "SIZE", "RESIDENT", "SWAP", "PMD", "TABLES",
+    assert lines[1].split() == ["NAME", "SIZE", "HUGE", "RESIDENT", "SWAP", "PMD", "TABLES",
                                 "MAPPERS", "CGROUP"]
-    assert lines[2].split() == ["b", "2M", "16M", "0", "0", "4.0K", "1",
+    assert lines[2].split() == ["b", "2M", "no", "16M", "0", "0", "4.0K", "1",
                                 "/sys/fs/cgroup/user.slice"]
 
 
@@ -154,7 +154,7 @@ def test_top_of_an_empty_mount_is_a_header(
 ) -> None:
     lines = run(capsys, "top", "--count", "1").splitlines()
     assert lines[0].startswith(f"{fake_mount}: 0 regions, by resident at ")
-    assert lines[1:] == ["NAME  SIZE  RESIDENT  SWAP  PMD  TABLES  MAPPERS  CGROUP"]
+    assert lines[1:] == ["NAME  SIZE  HUGE  RESIDENT  SWAP  PMD  TABLES  MAPPERS  CGROUP"]
 
 
 @pytest.mark.parametrize("argv", [["--interval", "0"], ["--interval", "-1"],
