@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import resource
 import struct
@@ -26,6 +27,19 @@ mount = _sdk.mount
 umount2 = _sdk.umount2
 read_mshare_info = _sdk.read_mshare_info  # pread of struct mshare_info; None before mmap
 mshare_stats = _sdk.get_stats  # ioctl(MSHARE_GET_STATS): struct mshare_stats
+MSHARE_F_HUGE = _sdk.MSHARE_F_HUGE
+
+
+def mshare_set_flags(fd: int, flags: int) -> None:
+    """ioctl(fd, MSHARE_SET_FLAGS, &flags) as given (the SDK refuses unknown bits before
+    the kernel sees them; the suite wants the kernel's answer)."""
+    fcntl.ioctl(fd, _sdk.MSHARE_SET_FLAGS, struct.pack("=Q", flags))
+
+
+def mshare_get_flags(fd: int) -> int:
+    """ioctl(fd, MSHARE_GET_FLAGS): the region's flags."""
+    flags: int = struct.unpack("=Q", fcntl.ioctl(fd, _sdk.MSHARE_GET_FLAGS, bytes(8)))[0]
+    return flags
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

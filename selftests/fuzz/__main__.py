@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.ops} calls per batch{beside}", flush=True)
     res = fuzz(seed, args.seconds, args.workers, args.ops, beside=args.beside)
     print(f"regionfuzz: {res.batches} batches, {res.workers} workers ({res.killed} "
-          f"SIGKILLed), {res.ops} calls, regions made {res.recreated} times, "
+          f"SIGKILLed), {res.ops} calls, regions made {res.recreated} times "
+          f"({res.huge_regions} of them with 2 MiB pages), "
           f"{res.seconds} s")
     for name in sorted(res.counts):
         print(f"  {name:18} {res.counts[name]}")

@@ -40,6 +40,7 @@ class Result:
     workers: int = 0
     killed: int = 0
     recreated: int = 0
+    huge_regions: int = 0  # of the regions made, those with 2 MiB pages
     counts: dict[str, int] = field(default_factory=dict)
     findings: list[str] = field(default_factory=list)
     splats: list[str] = field(default_factory=list)
@@ -85,6 +86,10 @@ class Coordinator:
         for i in range(layout.REGIONS):
             path = f"{MOUNT}/fuzz-{self.tag}-{os.getpid()}-{self.generation}-{i}"
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            # Every generation has one region of each kind: 4 KiB pages, 2 MiB pages.
+            if (i + self.generation) % 2:
+                kapi.mshare_set_flags(fd, kapi.MSHARE_F_HUGE)
+                self.result.huge_regions += 1
             kapi.mmap(self._start(i), self.align, RW, NOREPLACE, fd)
             self.views.append(View(i, path, self._start(i), self.align, RW, fd))
         self.dirty_slots.clear()

@@ -221,9 +221,12 @@ class Regions:
         return addr
 
     def create(self, units: int = 1, *, path: str | None = None, mode: int = 0o600,
-               start: int | None = None) -> Region:
-        """Create and establish a region of `units` alignment units at a free window."""
+               start: int | None = None, huge: bool = False) -> Region:
+        """Create and establish a region of `units` alignment units at a free window
+        (asking for 2 MiB pages first if huge)."""
         path, fd = self.open_new(path, mode)
+        if huge:
+            kapi.mshare_set_flags(fd, kapi.MSHARE_F_HUGE)
         start = take_window(units) if start is None else start
         size = units * alignment()
         self.map(fd, start, size)
@@ -317,11 +320,14 @@ def memory_cgroup(tag: str) -> Iterator[Path]:
         group.rmdir()
 
 
-def create_in_cgroup(group: Path, path: str, start: int) -> int:
-    """In a child: join group, then create a region at path and map one unit at start
-    (its memory is charged to group); the region's fd, left open."""
+def create_in_cgroup(group: Path, path: str, start: int, huge: bool = False) -> int:
+    """In a child: join group, then create a region at path (with 2 MiB pages if huge)
+    and map one unit at start (its memory is charged to group); the region's fd, left
+    open."""
     (group / "cgroup.procs").write_text(str(os.getpid()))
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    if huge:
+        kapi.mshare_set_flags(fd, kapi.MSHARE_F_HUGE)
     kapi.mmap(start, alignment(), RW, kapi.MAP_SHARED | kapi.MAP_FIXED_NOREPLACE, fd)
     return fd
 
