@@ -192,6 +192,8 @@ def test_outside_mapper_past_memory_high_no_faster_than_task_inside(
             r.result()
     assert crossed is not None, "memory.current never went past memory.high"
     in_past, out_past = last[0] - crossed[1], last[1] - crossed[2]
+    print(f"# over memory.high for {SECONDS:.0f} s: outside mapper {out_past / MiB:.2f} MiB, "
+          f"task inside {in_past / MiB:.2f} MiB")
     assert out_past <= 1.5 * in_past + BATCH, \
         f"while over memory.high for {SECONDS:.0f} s the outside mapper wrote " \
         f"{out_past / MiB:.2f} MiB, the task inside {in_past / MiB:.2f} MiB"
