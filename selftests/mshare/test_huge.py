@@ -22,6 +22,7 @@ HUGE = 2 * MiB
 THP_SHMEM = Path("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
 SPLIT_ALL = Path("/sys/kernel/debug/split_huge_pages")
 NOREPLACE = kapi.MAP_SHARED | kapi.MAP_FIXED_NOREPLACE
+PR_SET_THP_DISABLE = 41  # <linux/prctl.h>
 
 
 def fill(start: int, n: int, seed: int) -> None:
@@ -169,3 +170,19 @@ def test_huge_region_falls_back_to_4k_pages_when_thp_denied(
     st = kapi.mshare_stats(r.fd)
     assert (st.resident, st.pmd_mapped) == (HUGE, 0)
     assert intact(r.start, HUGE, 5)
+
+
+def test_creators_thp_disable_does_not_apply_to_its_huge_region(
+        regions: harness.Regions) -> None:
+    path, start = regions.path("nothp"), harness.take_window()
+
+    def creator() -> int:
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        kapi.mshare_set_flags(fd, kapi.MSHARE_F_HUGE)
+        kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
+        fill(start, 4 * HUGE, 6)
+        return int(kapi.mshare_stats(fd).pmd_mapped)
+
+    assert harness.Child(creator).result() == 4 * HUGE

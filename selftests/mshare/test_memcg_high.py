@@ -16,6 +16,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ PAGE = kapi.PAGE
 MiB = 1 << 20
 HIGH = 16 * MiB
 CAP = 64 * MiB
+HUGE = 2 * MiB
 SECONDS = 10.0
 NOREPLACE = kapi.MAP_SHARED | kapi.MAP_FIXED_NOREPLACE
 
@@ -87,9 +89,10 @@ def _kill(child: harness.Child) -> None:
     child.wait_status(30)
 
 
-def _creator(group: Path, path: str, start: int, ready: harness.Counter) -> Callable[[], None]:
+def _creator(group: Path, path: str, start: int, ready: harness.Counter,
+             huge: bool = False) -> Callable[[], None]:
     def body() -> None:
-        harness.create_in_cgroup(group, path, start)
+        harness.create_in_cgroup(group, path, start, huge)
         ready.post()
         while True:
             signal.pause()
@@ -97,12 +100,13 @@ def _creator(group: Path, path: str, start: int, ready: harness.Counter) -> Call
 
 
 @contextlib.contextmanager
-def _region_in(group: Path, regions: harness.Regions, tag: str) -> Iterator[tuple[str, int]]:
-    """A region that a child in group created and keeps mapped (killed after): its path
-    and address."""
+def _region_in(group: Path, regions: harness.Regions, tag: str,
+               huge: bool = False) -> Iterator[tuple[str, int]]:
+    """A region (of 2 MiB pages if huge) that a child in group created and keeps mapped
+    (killed after): its path and address."""
     path, start = regions.path(tag), harness.take_window()
     ready = harness.Counter()
-    owner = _child(_creator(group, path, start, ready))
+    owner = _child(_creator(group, path, start, ready, huge))
     try:
         ready.wait_for(1)
         yield path, start
@@ -279,3 +283,51 @@ def test_outside_mapper_one_syscall_stays_near_memory_high(
     assert peak < 2 * HIGH, \
         f"one read(2) by an outside mapper took the region cgroup to {peak // MiB} MiB " \
         f"(memory.high {HIGH // MiB} MiB)"
+
+
+def _huge_writer_with_prober(path: str, start: int) -> Callable[[], tuple[float, float]]:
+    """Write a byte in each 2 MiB page of CAP while a second thread maps and unmaps an
+    anonymous page every few ms, which needs this process's mmap_lock for writing:
+    (the prober's slowest mmap+munmap, seconds the writes took)."""
+    def body() -> tuple[float, float]:
+        _warm_up()
+        fd = os.open(path, os.O_RDWR)
+        kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
+        stop = threading.Event()
+        worst = [0.0]
+
+        def probe() -> None:
+            while not stop.is_set():
+                t = time.monotonic()
+                anon = kapi.mmap(0, PAGE, harness.RW, kapi.MAP_PRIVATE | kapi.MAP_ANONYMOUS, -1)
+                kapi.munmap(anon, PAGE)
+                worst[0] = max(worst[0], time.monotonic() - t)
+                time.sleep(0.005)
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        t0 = time.monotonic()
+        for off in range(0, CAP // 2, HUGE):
+            ctypes.memset(start + off, 1, 1)  # ctypes drops the GIL: the prober runs
+        took = time.monotonic() - t0
+        stop.set()
+        prober.join()
+        return worst[0], took
+    return body
+
+
+@pytest.mark.timeout(300)
+def test_huge_region_fault_over_memory_high_throttles_holding_no_lock(
+        regions: harness.Regions, memcg: Path) -> None:
+    """A 2 MiB page is a large overcharge at once; the core would reclaim and sleep for it
+    inside the fault, holding the faulting process's mmap_lock and the region's: the
+    fault pays on its return to user space instead."""
+    with _region_in(memcg, regions, "hugehigh", huge=True) as (path, start):
+        (memcg / "memory.high").write_text(str(HIGH // 2))
+        worst, took = _child(_huge_writer_with_prober(path, start)).result(timeout=240)
+    print(f"# 2 MiB faults over memory.high: {took:.1f} s for {CAP // 2 // MiB} MiB, "
+          f"slowest mmap+munmap beside them {worst * 1000:.0f} ms")
+    assert took >= 2.0, f"{CAP // 2 // MiB} MiB past a {HIGH // 2 // MiB} MiB memory.high " \
+        f"in {took:.1f} s: the writer was never throttled"
+    assert worst <= harness.scaled(0.5), \
+        f"an mmap beside the throttled faults waited {worst:.2f} s for the mmap_lock"
