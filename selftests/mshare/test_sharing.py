@@ -54,7 +54,7 @@ class Run:
         return (f"# {self.kind}: {N} attachers x {SPAN >> 20} MiB: PageTables +"
                 f"{self.pt_rise_kb} kB (one copy {ONE_COPY_KB} kB), minflt/attacher "
                 f"max {max(self.minflt)} mean {sum(self.minflt) / N:.0f}, VmPTE/attacher "
-                f"max +{max(self.vmpte_rise_kb)} kB")
+                f"max +{max(self.vmpte_rise_kb)} kB, PMD-mapped {self.pmd_mapped >> 20} MiB")
 
 
 def _measure(kind: str, regions: harness.Regions) -> Run:
