@@ -38,6 +38,7 @@ from . import fs
 from .sizes import parse_size
 
 __all__ = [
+    "HUGETLB_MODES",
     "PRELOAD_SOURCE",
     "build_preload",
     "preload_env",
@@ -52,6 +53,9 @@ PRELOAD_SOURCE = PRELOAD_DIR / "mshare_preload.c"
 PRELOAD_LIBRARY = PRELOAD_DIR / "libmshare_preload.so"
 LIBRARY_ENV = "MSHARE_PRELOAD_LIB"
 DEFAULT_THRESHOLD = 32 << 20
+# MSHARE_PRELOAD_HUGETLB: a huge region (4 KiB pages' refusal on kernels before series
+# v6), ENOMEM, or the kernel's hugetlb pages.  The C library's header says more.
+HUGETLB_MODES = ("huge", "refuse", "pass")
 CFLAGS = ["-O2", "-g", "-Wall", "-Wextra", "-Wformat=2", "-Wshadow", "-fPIC", "-shared"]
 
 HELP = "run COMMAND with its large MAP_SHARED|MAP_ANONYMOUS mapping in an msharefs region"
@@ -154,12 +158,13 @@ def preload_library(user: str | None = None) -> Path:
 
 
 def preload_env(directory: str, *, mount: str, threshold: int = DEFAULT_THRESHOLD,
-                hugetlb: str = "refuse", fallback: bool = False,
+                hugetlb: str = "huge", fallback: bool = False,
                 base: Mapping[str, str] | None = None,
                 user: str | None = None) -> dict[str, str]:
     """The environment that puts a command's big shared mapping in msharefs (base: the
     environment to extend, default this process's; user: whom the command runs as,
-    default this process's user)."""
+    default this process's user; hugetlb: what a MAP_HUGETLB request gets, one of
+    ``HUGETLB_MODES``)."""
     env = dict(os.environ if base is None else base)
     lib = str(preload_library(user))
     old = [p for p in env.get("LD_PRELOAD", "").replace(":", " ").split() if p != lib]
@@ -274,9 +279,11 @@ def register(add: Callable[..., Any]) -> None:
                     help="only make the directory (with --user) and print it")
     sp.add_argument("--threshold", type=parse_size, default=DEFAULT_THRESHOLD,
                     help="smallest mapping moved (default 32M)")
-    sp.add_argument("--hugetlb", choices=["refuse", "pass"], default="refuse",
-                    help="MAP_HUGETLB requests: refuse answers ENOMEM so huge_pages=try "
-                    "falls back to a region (default); pass leaves them to the kernel")
+    sp.add_argument("--hugetlb", choices=HUGETLB_MODES, default=HUGETLB_MODES[0],
+                    help="MAP_HUGETLB requests (huge_pages=on/try): huge gives a region of "
+                    "2 MiB pages (default; refuse on kernels without huge regions); refuse "
+                    "answers ENOMEM, so huge_pages=try falls back to a 4 KiB region; pass "
+                    "leaves them to the kernel")
     sp.add_argument("--fallback", action="store_true",
                     help="map normally (with a log line) when no region can be created, "
                     "instead of failing the mmap")

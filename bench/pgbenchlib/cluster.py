@@ -1,10 +1,12 @@
 """A private PostgreSQL 15 cluster on a tmpfs, run as ``postgres``, for the benchmark and
-the guest tests: initdb once, then start/stop it in any of the three configurations.
+the guest tests: initdb once, then start/stop it in any of the four configurations.
 
 Configurations (``CONFIGS``): ``stock`` (huge_pages=off), ``huge`` (huge_pages=on, 2 MiB
 pages reserved by the caller), ``msharefs`` (stock plus the preload library of
-``mshare run``, regions in a directory of msharefs owned by postgres).  The server is
-started directly (``postgres -D``), so its Popen pid is the postmaster's.
+``mshare run``, regions in a directory of msharefs owned by postgres) and
+``msharefs-huge`` (huge_pages=on plus the preload: a region of 2 MiB pages, nothing
+reserved).  The server is started directly (``postgres -D``), so its Popen pid is the
+postmaster's.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from libmshare import fs, run_cmd
+from libmshare.stats import RegionStats, read_stats
 
 from .libpq import PgError, Session
+from .plans import CONFIGS
 
 __all__ = [
     "BIN",
@@ -32,11 +36,14 @@ __all__ = [
     "hugepages",
     "mount_tmpfs",
     "parse_pgbench",
+    "region_fd",
     "region_maps",
+    "region_stats",
 ]
 
 BIN = Path("/usr/lib/postgresql/15/bin")
-CONFIGS = ("stock", "huge", "msharefs")
+PRELOADED = frozenset({"msharefs", "msharefs-huge"})  # run with the preload
+HUGE_PAGES_ON = frozenset({"huge", "msharefs-huge"})  # huge_pages=on: MAP_HUGETLB
 USER = "postgres"
 PORT = 5499  # not 5432: never collide with a cluster of the machine's own
 
@@ -48,6 +55,28 @@ def region_maps(pid: int, mount: str) -> list[str]:
             return [ln.rstrip("\n") for ln in f if f" {mount}/" in ln]
     except OSError:
         return []
+
+
+@contextlib.contextmanager
+def region_fd(pid: int, mount: str) -> Iterator[tuple[int, str]]:
+    """An fd (and its path) on the one region pid maps under mount, opened through
+    /proc/PID/map_files (root): the preload unlinks a region's name as soon as it is
+    mapped, so there is no name to open.  LookupError if pid maps no region."""
+    lines = region_maps(pid, mount)
+    if len(lines) != 1:
+        raise LookupError(f"process {pid} maps {len(lines)} regions under {mount}, not 1")
+    path = f"/proc/{pid}/map_files/{lines[0].split()[0]}"
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        yield fd, path
+    finally:
+        os.close(fd)
+
+
+def region_stats(pid: int, mount: str) -> RegionStats:
+    """MSHARE_GET_STATS of the one region pid maps under mount (see region_fd)."""
+    with region_fd(pid, mount) as (fd, path):
+        return read_stats(fd, path)
 
 
 def mount_tmpfs(path: Path, size: str, owner: str = USER) -> None:
@@ -151,7 +180,7 @@ class Cluster:
         s = {
             "shared_buffers": shared_buffers,
             "max_connections": str(max_connections),
-            "huge_pages": "on" if config == "huge" else "off",
+            "huge_pages": "on" if config in HUGE_PAGES_ON else "off",
             "port": str(PORT),
             "unix_socket_directories": str(self.sock),
             "listen_addresses": "",
@@ -190,7 +219,7 @@ class Cluster:
               env: Mapping[str, str] | None = None, wait: float = 300) -> int:
         """Start the server; returns the postmaster's pid once it accepts connections."""
         assert self.proc is None, "already running"
-        extra = self.preload_env() if config == "msharefs" else {}
+        extra = self.preload_env() if config in PRELOADED else {}
         extra.update(env or {})
         self.log = self.root / f"server-{label or config}.log"
         args = [str(BIN / "postgres"), "-D", str(self.data)]

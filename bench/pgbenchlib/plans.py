@@ -14,9 +14,14 @@ import argparse
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["PLANS", "SECONDS_PER_REP", "Plan", "positive", "resolve"]
+__all__ = ["CONFIGS", "PLANS", "Plan", "config_list", "positive", "resolve", "timeout_s"]
 
 MiB = 1 << 20
+# The server configurations (pgbenchlib.cluster says how each starts): stock
+# (huge_pages=off), huge (huge_pages=on, hugetlb pages reserved per run), msharefs (stock
+# plus the preload: a 4 KiB region) and msharefs-huge (huge_pages=on plus the preload: a
+# region of 2 MiB pages, nothing reserved).
+CONFIGS = ("stock", "huge", "msharefs", "msharefs-huge")
 
 
 @dataclass
@@ -29,7 +34,7 @@ class Plan:
     transactions: int = 20  # select-only, per client
     connect_transactions: int = 4  # select-only with -C, per client
     memory: str = "4G"  # guest RAM
-    configs: list[str] = field(default_factory=lambda: ["stock", "huge", "msharefs"])
+    configs: list[str] = field(default_factory=lambda: list(CONFIGS))
 
     @property
     def max_connections(self) -> int:
@@ -60,8 +65,13 @@ PLANS: dict[str, Plan] = {
                   connect_transactions=3, memory="10G"),
 }
 
-# Guest seconds a repetition of each plan may take under TCG (the boot's timeout).
-SECONDS_PER_REP = {"quick": 600.0, "default": 1440.0, "sweep": 2160.0}
+# Guest seconds one configuration's runs in a repetition of each plan may take under TCG.
+_SECONDS_PER_CONFIG_REP = {"quick": 200.0, "default": 480.0, "sweep": 720.0}
+
+
+def timeout_s(plan: Plan) -> float:
+    """The boot's timeout for a plan: every configuration of every repetition."""
+    return _SECONDS_PER_CONFIG_REP[plan.name] * plan.reps * len(plan.configs)
 
 
 def resolve(name: str, *, clients: str | None = None, configs: str | None = None,
@@ -72,12 +82,22 @@ def resolve(name: str, *, clients: str | None = None, configs: str | None = None
     if clients:
         plan.clients = [int(x) for x in clients.split(",") if x]
     if configs:
-        plan.configs = [c for c in configs.split(",") if c]
+        plan.configs = config_list(configs)
     if reps:
         plan.reps = reps
     if transactions:
         plan.transactions = transactions
     return plan
+
+
+def config_list(text: str) -> list[str]:
+    """argparse type of --configs: known configuration names, comma-separated."""
+    names = [c for c in text.split(",") if c]
+    unknown = [c for c in names if c not in CONFIGS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: choose from {', '.join(CONFIGS)} (comma-separated)")
+    return names
 
 
 def positive(text: str) -> int:

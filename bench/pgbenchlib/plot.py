@@ -8,12 +8,13 @@ from typing import Any
 from mshare_lab import plot as lab_plot
 from mshare_lab.stats import Spread
 
-from .report import CONFIGS, Row, one_copy_kib, rows
+from .plans import CONFIGS
+from .report import Row, one_copy_kib, rows
 
 __all__ = ["plot"]
 
 _STYLE = {"msharefs": ("tab:green", "o"), "stock": ("tab:red", "s"),
-          "huge": ("tab:blue", "D")}
+          "huge": ("tab:blue", "D"), "msharefs-huge": ("tab:purple", "v")}
 
 
 def _exact(value: Callable[[Row], float | None]) -> Callable[[Row], Spread | None]:
@@ -37,7 +38,8 @@ def plot(doc: dict[str, Any], path: str) -> bool:
     ticks = sorted({r.clients for r in rs})
     s = doc["system"]
     title = (f"PostgreSQL 15, shared_buffers {doc['plan']['shared_buffers_mb']} MB: "
-             f"stock, huge pages, msharefs ({s['accelerator']}, kernel {s['kernel']})")
+             f"{', '.join(doc['plan'].get('configs', CONFIGS))} ({s['accelerator']}, "
+             f"kernel {s['kernel']})")
     with lab_plot.panels(path, 3, (16, 4.8), title) as axes:
         for ax, (label, value, log_y) in zip(axes, panels, strict=True):
             for config in CONFIGS:

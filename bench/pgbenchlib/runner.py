@@ -1,4 +1,4 @@
-"""The guest side of bench/run-pgbench: one cluster, three server configurations,
+"""The guest side of bench/run-pgbench: one cluster, four server configurations,
 interleaved, every client count of the plan.
 
 Once: msharefs mounted and a directory in it for postgres, a tmpfs for the data and
@@ -9,11 +9,13 @@ of the shared host falls on all alike), each a fresh server start:
 1. warm-up: one session loads the tables into shared buffers (pg_prewarm) and leaves;
    the PageTables rise over its query minus its own VmPTE rise gives the segment tables
    that outlive it (the region's own copy under msharefs; nothing for stock and huge
-   pages);
+   pages); under the preload, the region's stats (MSHARE_GET_STATS: resident,
+   PMD-mapped, page tables) after it;
 2. (first repetition) the touch pass: N sessions connect and idle (PageTables, and each
    backend's VmPTE and minflt), then every session reads the whole of pgbench_accounts
    through shared buffers at once (get_raw_page of every block: all 8 KiB of each
-   buffer), and PageTables, VmPTE and minflt again with all still connected;
+   buffer), and PageTables, VmPTE and minflt again with all still connected (and the
+   region's stats);
 3. select-only pgbench with N clients (fixed transactions per client), then the same
    with a new connection per transaction (-C) for the connection time.
 
@@ -37,7 +39,15 @@ from mshare_lab.proc import page_tables_kib as page_tables
 from mshare_lab.proc import vm_pte_kib as vmpte
 from vmrun import provenance
 
-from .cluster import BIN, Cluster, hugepages, mount_tmpfs, region_maps
+from .cluster import (
+    BIN,
+    PRELOADED,
+    Cluster,
+    hugepages,
+    mount_tmpfs,
+    region_maps,
+    region_stats,
+)
 from .libpq import Session, query_all
 from .plans import Plan
 
@@ -51,6 +61,13 @@ WARM_SQL = ("select pg_prewarm('pgbench_accounts'), pg_prewarm('pgbench_accounts
 TOUCH_SQL = ("select sum(length(get_raw_page('{rel}', b::int))) from (select generate_series("
              "0, pg_relation_size('{rel}') / 8192 - 1) b) s")
 ROOT = Path("/run/pgbench")
+
+
+def _region(pid: int, region_dir: str) -> Doc:
+    """What the server's region holds now (bytes): how much of it 2 MiB leaves map."""
+    st = region_stats(pid, region_dir)
+    return {"resident": st.resident, "pmd_mapped": st.pmd_mapped,
+            "page_tables": st.page_tables}
 
 
 def _thp_shmem() -> str:
@@ -144,10 +161,11 @@ class Bench:
         c.start(config, self.settings(config), label=config)
         r["start_s"] = time.monotonic() - t
         try:
-            if config == "msharefs":
+            preloaded = config in PRELOADED
+            if preloaded:
                 r["region"] = region_maps(c.pid, c.region_dir)
                 if len(r["region"]) != 1:
-                    raise RuntimeError(f"msharefs run without exactly one region: "
+                    raise RuntimeError(f"{config} run without exactly one region: "
                                        f"{r['region']}")
             with c.connect() as s:
                 # The tables that outlive the warm-up session: PageTables rise over its
@@ -159,8 +177,12 @@ class Bench:
                 r["warm_s"] = time.monotonic() - t
                 pt1, pte1 = page_tables(), vmpte(s.pid) or 0
             r["pt_start_kib"], r["pt_warm_kib"] = pt0, pt1 - (pte1 - pte0)
+            if preloaded:
+                r["region_warm"] = _region(c.pid, c.region_dir)
             if touch:
                 self._touch_pass(r, n)
+                if preloaded:
+                    r["region_touched"] = _region(c.pid, c.region_dir)
             p = c.pgbench(["-S", "-n", "-c", str(n), "-j", str(min(n, 2)),
                            "-t", str(self.plan.transactions)])
             r.update(tps=p.tps, latency_ms=p.latency_ms, pgbench_failed=p.failed,
@@ -240,7 +262,7 @@ class Bench:
 
 
 def summary(r: Doc) -> str:
-    head = f"{r['config']:8} N={r['clients']:<4} rep {r['rep']}: "
+    head = f"{r['config']:13} N={r['clients']:<4} rep {r['rep']}: "
     if r.get("error"):
         return head + "ERROR " + str(r["error"]).splitlines()[0]
     if r.get("skipped"):
@@ -253,6 +275,10 @@ def summary(r: Doc) -> str:
                      f"touch {r['touch_s']:.1f} s")
     parts.append(f"{r['tps']:.0f} tps, {r['latency_ms']:.2f} ms, connect "
                  f"{r['connection_ms'] or 0:.1f} ms ({r['wall_s']:.0f} s)")
+    if "region_warm" in r:
+        reg = r.get("region_touched") or r["region_warm"]
+        parts.append(f"region {reg['pmd_mapped'] >> 20} of {reg['resident'] >> 20} MiB "
+                     "PMD-mapped")
     return head + "; ".join(parts)
 
 

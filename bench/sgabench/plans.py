@@ -14,7 +14,7 @@ __all__ = ["BACKENDS", "PLANS", "Case", "custom_case", "default_repeat", "guest_
 
 MiB = 1 << 20
 GiB = 1 << 30
-BACKENDS = ["mshare", "shm", "fork", "hugetlb"]
+BACKENDS = ["mshare", "mshare-huge", "shm", "fork", "hugetlb"]
 
 
 @dataclass

@@ -12,7 +12,8 @@ from .runs import cases_of
 __all__ = ["plot"]
 
 _STYLE = {"mshare": ("tab:green", "o"), "shm": ("tab:red", "s"),
-          "fork": ("tab:orange", "^"), "hugetlb": ("tab:blue", "D")}
+          "fork": ("tab:orange", "^"), "hugetlb": ("tab:blue", "D"),
+          "mshare-huge": ("tab:purple", "v")}
 
 
 def plot(doc: dict[str, Any], path: str) -> bool:

@@ -13,9 +13,18 @@ from vmrun import provenance
 from .extrapolate import SEED_PROCESSES, SEED_SGA_GIB, fit, seed_case_gib
 from .runs import CaseRuns, Spread, cases_of, spread
 
-__all__ = ["goals", "report", "throughput_goal"]
+__all__ = ["HUGE_REGION_FAULTS", "goals", "huge_region_pt_bound_kib", "report",
+           "throughput_goal"]
 
 Doc = dict[str, Any]
+GiB = 1 << 30
+HUGE_REGION_FAULTS = 10  # the last attacher's touch faults, as for mshare
+
+
+def huge_region_pt_bound_kib(size: int) -> int:
+    """mshare-huge's PageTables goal: twice one copy of a region's tables with 2 MiB
+    leaves (a PMD page per GiB and a PUD page), whatever N: attachers link at the top."""
+    return 2 * 4 * (-(-size // GiB) + 1)
 
 
 def _mib(kib: float) -> str:
@@ -133,12 +142,44 @@ def counters_table(doc: Doc, cr: CaseRuns, case_idx: int) -> str | None:
     return render(header, rows)
 
 
+def huge_region_goals(where: str, cr: CaseRuns, plan: str | None) -> list[str]:
+    """mshare-huge: page tables bounded whatever N, few faults, throughput against
+    hugetlb (2 MiB pages without sharing) by mshare_lab.stats' rule."""
+    r = cr.runs.get("mshare-huge")
+    if r is None or r.skipped:
+        return []
+    bound = huge_region_pt_bound_kib(cr.case.size)
+    out = []
+    for x in r.milestones:
+        ok = x.pt_rise_kib <= bound
+        out.append(f"[{where}] mshare-huge PageTables rise at N={x.attached}: "
+                   f"{x.pt_rise_kib:,} KiB (goal <= {bound} KiB): {'met' if ok else 'NOT met'}")
+    k = r.kth()
+    counted = stats.judge_counts([x.touch_faults[k - 1] for x in cr.reps["mshare-huge"]
+                                  if not x.skipped and len(x.touch_faults) >= k],
+                                 HUGE_REGION_FAULTS)
+    out.append(f"[{where}] mshare-huge attacher #{k} touch faults (goal <= "
+               f"{HUGE_REGION_FAULTS}): {counted.describe()}")
+    h = cr.runs.get("hugetlb")
+    if h is None or h.skipped:
+        out.append(f"[{where}] mshare-huge throughput goal needs a hugetlb run: "
+                   "not evaluated")
+        return out
+    mh, hh = cr.throughput("mshare-huge"), cr.throughput("hugetlb")
+    assert mh is not None and hh is not None
+    judged = stats.judge_ratio(*cr.paired("mshare-huge", "hugetlb", lambda x: x.throughput))
+    out.append(f"[{where}] throughput mshare-huge {mh.text()} vs hugetlb {hh.text()} ops/s "
+               f"(goal mshare-huge/hugetlb >= {judged.margin:g}): {judged.describe(plan)}")
+    return out
+
+
 def goals(doc: Doc) -> list[str]:
     """The issue's goals, each with what was measured and whether it was met."""
     out: list[str] = []
     for cr in cases_of(doc):
         m, s = cr.runs.get("mshare"), cr.runs.get("shm")
         where = f"N={cr.case.servers}, S={format_size(cr.case.size)}"
+        out += huge_region_goals(where, cr, doc.get("plan_name"))
         if m is None or s is None or m.skipped or s.skipped:
             out.append(f"[{where}] goals need both mshare and shm runs: not evaluated")
             continue

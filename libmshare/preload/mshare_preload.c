@@ -13,10 +13,18 @@
  *    the fd at once: forked children inherit the mapping and need no name, and the
  *    region goes with its last mapping, so nothing can leak even when the whole process
  *    tree is SIGKILLed.  One line on stderr per moved mapping.
- *  - the same request with MAP_HUGETLB (huge_pages=try, and =on): answered with ENOMEM
- *    and one stderr line, so huge_pages=try retries without it and gets a region;
- *    huge_pages=on fails to start with that line in its log.  MSHARE_PRELOAD_HUGETLB=pass
- *    leaves such mappings to the kernel instead (huge pages, no region).
+ *  - the same request with MAP_HUGETLB (PostgreSQL's huge_pages=try and =on, the length
+ *    rounded up to /proc/meminfo's Hugepagesize), by MSHARE_PRELOAD_HUGETLB:
+ *    huge (default): a huge region, the same as above with MSHARE_F_HUGE set between
+ *      creating the file and its first mmap: 2 MiB shmem pages mapped by PMD leaves in
+ *      the region's shared tables, 4 KiB pages where the kernel has no THP to give
+ *      (nothing reserved, so no vm.nr_hugepages).  The window is aligned to the unit and
+ *      at least the rounded length, which is all PostgreSQL relies on.  A kernel without
+ *      huge regions (series v5 and older) answers MSHARE_SET_FLAGS with ENOTTY: then the
+ *      file is removed and the request answered as by refuse, the line saying why;
+ *    refuse: ENOMEM and one stderr line, so huge_pages=try retries without MAP_HUGETLB
+ *      and gets a 4 KiB region, and huge_pages=on fails to start with that line in its log;
+ *    pass: left to the kernel (hugetlb pages from the reserved pool, no region).
  *  - munmap(start, len) with start the window's start and len <= its size: unmaps the
  *    whole window.  In the creator this drops the last link and the region is freed
  *    (its name is long gone); in a forked child (PostgreSQL's syslogger) it only
@@ -26,10 +34,12 @@
  * Environment: MSHARE_PRELOAD_MOUNT (msharefs mount, default /sys/fs/mshare),
  * MSHARE_PRELOAD_DIR (where region files are created, default the mount; absolute, or
  * relative to the mount), MSHARE_PRELOAD_THRESHOLD (bytes, K/M/G suffix, default 32M),
- * MSHARE_PRELOAD_HUGETLB (refuse|pass, default refuse), MSHARE_PRELOAD_FALLBACK (1: map
+ * MSHARE_PRELOAD_HUGETLB (huge|refuse|pass, default huge; anything else is refuse, with a
+ * line saying so), MSHARE_PRELOAD_FALLBACK (1: map
  * normally when no region can be created; default: fail the mmap with its errno).
  * LIBMSHARE_FAKE_MOUNT (the SDK's host-test hook): when it names the mount, region
- * files are ordinary files sized with ftruncate, for tests on kernels without msharefs.
+ * files are ordinary files sized with ftruncate, for tests on kernels without msharefs;
+ * a huge region there is accepted and gets the file's 4 KiB pages, as in the SDK.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -40,6 +50,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/types.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -48,6 +60,16 @@
 #define DEFAULT_THRESHOLD (32UL << 20)
 #define MAX_WINDOWS 16
 #define HUGE_SIZE_BITS (0x3fUL << 26) /* MAP_HUGE_MASK << MAP_HUGE_SHIFT */
+
+/* The msharefs uapi (series v6), spelled out: the build host need not have the header. */
+#ifndef MSHARE_SET_FLAGS
+#define MSHARE_SET_FLAGS _IOW(0xB9, 0x01, __u64)
+#endif
+#ifndef MSHARE_F_HUGE
+#define MSHARE_F_HUGE (1ULL << 0)
+#endif
+
+enum hugetlb_mode { HUGETLB_HUGE, HUGETLB_REFUSE, HUGETLB_PASS };
 
 struct window {
 	unsigned long start, size;
@@ -169,9 +191,25 @@ static unsigned long free_window(unsigned long size, unsigned long align)
 	return start;
 }
 
-/* Create, map and unlink a region for len bytes; NULL with errno on failure.
- * Called with the lock held. */
-static struct window *move_to_region(size_t len, int prot, const char **why)
+/*
+ * Ask for 2 MiB pages: only possible between creating the file and its first mmap.
+ * The emulated mount's files have no flags; like the SDK, it keeps 4 KiB pages there.
+ */
+static int set_huge(int fd, const char *mnt, const char **why)
+{
+	__u64 flags = MSHARE_F_HUGE;
+
+	if (emulated(mnt) || ioctl(fd, MSHARE_SET_FLAGS, &flags) == 0)
+		return 0;
+	*why = errno == ENOTTY ? "this kernel has no huge regions (MSHARE_SET_FLAGS: ENOTTY, "
+				 "msharefs older than series v6)" :
+				 "cannot ask for 2 MiB pages (MSHARE_SET_FLAGS)";
+	return -1;
+}
+
+/* Create, map and unlink a region for len bytes, with 2 MiB pages if huge; NULL with
+ * errno on failure.  Called with the lock held. */
+static struct window *move_to_region(size_t len, int prot, int huge, const char **why)
 {
 	const char *mnt = mount_point();
 	const char *dir = env("MSHARE_PRELOAD_DIR", mnt);
@@ -211,6 +249,8 @@ static struct window *move_to_region(size_t len, int prot, const char **why)
 		*why = "cannot size the emulated region";
 		goto out;
 	}
+	if (huge && set_huge(fd, mnt, why) < 0)
+		goto out;
 	for (i = 0; i < 8 && p == MAP_FAILED; i++) {
 		start = free_window(size, align);
 		if (!start) {
@@ -238,6 +278,30 @@ out:
 	return w;
 }
 
+static enum hugetlb_mode hugetlb_mode(void)
+{
+	const char *v = env("MSHARE_PRELOAD_HUGETLB", "huge");
+
+	if (strcmp(v, "huge") == 0)
+		return HUGETLB_HUGE;
+	if (strcmp(v, "pass") == 0)
+		return HUGETLB_PASS;
+	if (strcmp(v, "refuse") != 0)
+		say("MSHARE_PRELOAD_HUGETLB=%s is not huge, refuse or pass: refusing", v);
+	return HUGETLB_REFUSE;
+}
+
+/* huge_pages=try then maps again without MAP_HUGETLB, and =on stops there. */
+static void *refuse_hugetlb(size_t len, const char *reason)
+{
+	say("mmap(%zu, MAP_SHARED|MAP_ANONYMOUS|MAP_HUGETLB) answered ENOMEM: %s, so "
+	    "huge_pages=try goes on without huge pages and huge_pages=on cannot start "
+	    "(MSHARE_PRELOAD_HUGETLB=pass leaves huge pages to the kernel, without a region)",
+	    len, reason);
+	errno = ENOMEM;
+	return MAP_FAILED;
+}
+
 static int wanted(size_t len, int prot, int flags)
 {
 	int type = flags & MAP_TYPE;
@@ -251,43 +315,49 @@ static int wanted(size_t len, int prot, int flags)
 
 void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-	const char *why = NULL;
+	const char *why = NULL, *kind;
 	struct window *w;
 	char sz[32];
+	int err, huge;
 	void *p;
-	int err;
 
 	/* MAP_FIXED and MAP_FIXED_NOREPLACE are "other" flags: never moved. */
 	if (!wanted(len, prot, flags))
 		return sys_mmap(addr, len, prot, flags, fd, off);
-	if (flags & MAP_HUGETLB) {
-		if (strcmp(env("MSHARE_PRELOAD_HUGETLB", "refuse"), "pass") == 0)
+	huge = !!(flags & MAP_HUGETLB);
+	kind = huge ? "MAP_SHARED|MAP_ANONYMOUS|MAP_HUGETLB" : "MAP_SHARED|MAP_ANONYMOUS";
+	if (huge) {
+		switch (hugetlb_mode()) {
+		case HUGETLB_PASS:
 			return sys_mmap(addr, len, prot, flags, fd, off);
-		say("mmap(%zu, MAP_SHARED|MAP_ANONYMOUS|MAP_HUGETLB) answered ENOMEM: msharefs "
-		    "regions use base pages, so huge_pages=try goes on without huge pages and "
-		    "huge_pages=on cannot start (MSHARE_PRELOAD_HUGETLB=pass leaves huge pages "
-		    "to the kernel, without a region)", len);
-		errno = ENOMEM;
-		return MAP_FAILED;
+		case HUGETLB_REFUSE:
+			return refuse_hugetlb(len, "MSHARE_PRELOAD_HUGETLB=refuse");
+		case HUGETLB_HUGE:
+			break;
+		}
 	}
 	pthread_mutex_lock(&lock);
-	w = move_to_region(len, prot, &why);
+	w = move_to_region(len, prot, huge, &why);
 	err = errno;
 	if (w)
-		say("mmap(%zu, MAP_SHARED|MAP_ANONYMOUS) moved to msharefs region %s at %#lx "
-		    "(window %s; name unlinked, the region goes with its last mapping)",
-		    len, w->name, w->start, size_text(w->size, sz, sizeof(sz)));
+		say("mmap(%zu, %s) moved to msharefs region %s at %#lx (window %s%s; name "
+		    "unlinked, the region goes with its last mapping)", len, kind, w->name,
+		    w->start, size_text(w->size, sz, sizeof(sz)),
+		    huge ? ", huge: 2 MiB pages where THP has them, 4 KiB otherwise" : "");
 	p = w ? (void *)w->start : MAP_FAILED;
 	pthread_mutex_unlock(&lock);
 	if (w)
 		return p;
+	/* Before v6 the request is answered as refuse would, whatever the fallback says. */
+	if (huge && err == ENOTTY)
+		return refuse_hugetlb(len, why);
 	if (strcmp(env("MSHARE_PRELOAD_FALLBACK", "0"), "1") == 0) {
-		say("mmap(%zu, MAP_SHARED|MAP_ANONYMOUS) not moved: %s (%s); mapped without "
-		    "msharefs (MSHARE_PRELOAD_FALLBACK=1)", len, why, strerror(err));
+		say("mmap(%zu, %s) not moved: %s (%s); mapped without msharefs "
+		    "(MSHARE_PRELOAD_FALLBACK=1)", len, kind, why, strerror(err));
 		return sys_mmap(addr, len, prot, flags, fd, off);
 	}
-	say("mmap(%zu, MAP_SHARED|MAP_ANONYMOUS) failed: %s: %s (MSHARE_PRELOAD_DIR=%s)",
-	    len, why, strerror(err), env("MSHARE_PRELOAD_DIR", mount_point()));
+	say("mmap(%zu, %s) failed: %s: %s (MSHARE_PRELOAD_DIR=%s)", len, kind, why,
+	    strerror(err), env("MSHARE_PRELOAD_DIR", mount_point()));
 	errno = err;
 	return MAP_FAILED;
 }

@@ -5,8 +5,11 @@ does: Python's ``mmap.mmap(-1, size)`` is ``mmap(NULL, size, PROT_READ|PROT_WRIT
 MAP_SHARED|MAP_ANONYMOUS, -1, 0)``, and its ``close()`` is ``munmap(base, size)``.  What
 must hold: a large mapping becomes a region at an aligned window, its name is gone at
 once (nothing to leak), forked children share it and their munmap only detaches, the
-creator's munmap frees it, MAP_HUGETLB gets ENOMEM, small and private mappings are left
-alone, failures are clear, and ``mshare run`` works for a user who is not root.
+creator's munmap frees it, MAP_HUGETLB gets a region of 2 MiB pages (ENOMEM with
+MSHARE_PRELOAD_HUGETLB=refuse, or where the kernel has no huge regions), small and
+private mappings are left alone, failures are clear, and ``mshare run`` works for a
+user who is not root.  Then PostgreSQL 15 itself with huge_pages=on and =try: its
+segment is a huge region.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,13 +30,17 @@ import harness
 import kapi
 import pytest
 
-from libmshare import run_cmd
+from libmshare import _libc, run_cmd
+from libmshare.stats import read_stats
+from pgbenchlib.cluster import BIN, Cluster, mount_tmpfs, region_fd
 
 pytestmark = pytest.mark.timeout(300)
 
 SIZE = 48 << 20
 USER = "postgres"
 MOVED = "moved to msharefs region"
+MAP_HUGETLB = 0x40000
+HUGE_PAGE = 2 << 20
 
 # Runs in the child: map, report where, share with a forked child, unmap.
 CHILD = textwrap.dedent("""
@@ -126,15 +135,94 @@ def test_other_mappings_left_alone(msharefs: str, region_dir: str, case: str) ->
     assert out["after_child"] == ("abcdefgh" if case == "small" else "abcd\0\0\0\0")
 
 
-def test_hugetlb_request_gets_enomem(msharefs: str, region_dir: str) -> None:
-    """What huge_pages=try and =on ask for first: answered ENOMEM with one clear line
-    (try then maps without MAP_HUGETLB and gets a region; on refuses to start)."""
+def test_hugetlb_refuse_gets_enomem(msharefs: str, region_dir: str) -> None:
+    """MSHARE_PRELOAD_HUGETLB=refuse, the behaviour before huge regions: ENOMEM with one
+    clear line (huge_pages=try then maps without MAP_HUGETLB and gets a region; on
+    refuses to start)."""
     import mmap
 
-    flags = str(mmap.MAP_SHARED | 0x40000)  # MAP_HUGETLB
-    out, err = run_child(env_for(region_dir, msharefs), str(SIZE), msharefs, flags)
+    flags = str(mmap.MAP_SHARED | MAP_HUGETLB)
+    out, err = run_child(env_for(region_dir, msharefs, MSHARE_PRELOAD_HUGETLB="refuse"),
+                         str(SIZE), msharefs, flags)
     assert out == {"errno": 12}
-    assert "answered ENOMEM" in err and "huge_pages=on cannot start" in err
+    assert "answered ENOMEM: MSHARE_PRELOAD_HUGETLB=refuse" in err, err
+    assert "huge_pages=on cannot start" in err
+
+
+# Maps the way huge_pages=on does, writes every page, says its pid and holds the mapping
+# until its stdin closes.
+HUGE_HOLDER = textwrap.dedent("""
+    import mmap, os, sys
+    m = mmap.mmap(-1, int(sys.argv[1]), flags=mmap.MAP_SHARED | int(sys.argv[2]))
+    for off in range(0, len(m), 4096):
+        m[off] = 1
+    print(os.getpid(), flush=True)
+    sys.stdin.read()
+""")
+
+
+def test_hugetlb_request_gets_a_huge_region(msharefs: str, region_dir: str) -> None:
+    """The default: a region whose flags say MSHARE_F_HUGE, its written memory mapped by
+    2 MiB leaves (no hugetlb pages reserved in the guest)."""
+    p = subprocess.Popen([sys.executable, "-c", HUGE_HOLDER, str(SIZE), str(MAP_HUGETLB)],
+                         env=env_for(region_dir, msharefs), stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdin is not None and p.stdout is not None
+    try:
+        pid = int(p.stdout.readline() or 0)
+        assert pid, p.communicate(timeout=harness.scaled(60))
+        with region_fd(pid, region_dir) as (fd, path):
+            flags, st = _libc.get_flags(fd, path), read_stats(fd, path)
+    finally:
+        _, err = p.communicate(timeout=harness.scaled(60))
+    assert p.returncode == 0, err
+    assert flags == _libc.MSHARE_F_HUGE
+    assert st.resident == SIZE and st.pmd_mapped > 0 and st.pmd_mapped % HUGE_PAGE == 0, st
+    assert f"mmap({SIZE}, MAP_SHARED|MAP_ANONYMOUS|MAP_HUGETLB) {MOVED}" in err, err
+    assert os.listdir(region_dir) == []
+
+
+# Stands in for a kernel without huge regions (series v5): MSHARE_SET_FLAGS is ENOTTY.
+# Preloaded before the library, so its ioctl is the one the library calls.
+NO_SET_FLAGS = r"""
+#include <errno.h>
+#include <stdarg.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int ioctl(int fd, unsigned long request, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, request);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (request == 0x4008B901UL) {
+		errno = ENOTTY;
+		return -1;
+	}
+	return (int)syscall(SYS_ioctl, fd, request, arg);
+}
+"""
+
+
+def test_hugetlb_without_huge_regions_is_refused(msharefs: str, region_dir: str,
+                                                  tmp_path: Path) -> None:
+    """MSHARE_SET_FLAGS answering ENOTTY (a v5 kernel): ENOMEM as with refuse, the line
+    saying why, and the file made for the region removed."""
+    import mmap
+
+    src, shim = tmp_path / "no_set_flags.c", tmp_path / "no_set_flags.so"
+    src.write_text(NO_SET_FLAGS)
+    subprocess.run(["cc", "-O2", "-fPIC", "-shared", "-o", str(shim), str(src)], check=True)
+    env = env_for(region_dir, msharefs)
+    env["LD_PRELOAD"] = f"{shim} {env['LD_PRELOAD']}"
+    out, err = run_child(env, str(SIZE), msharefs, str(mmap.MAP_SHARED | MAP_HUGETLB))
+    assert out == {"errno": 12}
+    assert "answered ENOMEM: this kernel has no huge regions (MSHARE_SET_FLAGS: ENOTTY" \
+        in err, err
+    assert os.listdir(region_dir) == []
 
 
 def test_unwritable_directory_fails_clearly(msharefs: str, region_dir: str) -> None:
@@ -253,3 +341,56 @@ def test_sigkilled_creator_leaks_nothing(msharefs: str, region_dir: str) -> None
     assert harness.wait_until(lambda: _shmem() - base < 1024, 30), \
         f"Shmem +{_shmem() - base} kB after both died"
     p.communicate()
+
+
+# PostgreSQL 15 itself, with the preload's default: huge_pages=on and =try map the
+# segment with MAP_HUGETLB and get a huge region.  Serial: one server at a time, on the
+# port pgbenchlib.cluster uses.
+
+@pytest.fixture(scope="module")
+def pg_cluster(msharefs: str, region_dir: str) -> Iterator[Cluster]:
+    if not (BIN / "postgres").exists():
+        pytest.skip("PostgreSQL 15 is not installed (ci/setup installs it)")
+    root = Path(tempfile.mkdtemp(prefix="mshare-pghuge-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    mount_tmpfs(root, "256m")
+    cluster = Cluster(root, mount=msharefs, region_dir=region_dir)
+    try:
+        cluster.initdb()
+        yield cluster
+    finally:
+        if cluster.proc is not None:
+            cluster.kill()
+        cluster.children_gone(120)
+        subprocess.run(["umount", "-l", str(root)], check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.serial
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("huge_pages", ["on", "try"])
+def test_pg_huge_pages_get_a_huge_region(pg_cluster: Cluster, region_dir: str,
+                                         huge_pages: str) -> None:
+    """The server starts; its one region asks for 2 MiB pages and, once pg_prewarm has
+    read a table through shared buffers, 2 MiB leaves map some of it; shutdown leaves
+    nothing."""
+    c = pg_cluster
+    postmaster = c.start("msharefs-huge", c.settings("msharefs-huge", "64MB", 20,
+                                                     {"huge_pages": huge_pages}))
+    try:
+        with c.connect() as s:
+            s.query("create extension if not exists pg_prewarm")
+            s.query("create table if not exists fill as select g, repeat('x', 400) pad "
+                    "from generate_series(1, 40000) g")
+            blocks = int(s.value("select pg_prewarm('fill', 'buffer')") or 0)
+        assert blocks > 1000  # 8 MiB and more of shared buffers read
+        with region_fd(postmaster, region_dir) as (fd, path):
+            flags, st = _libc.get_flags(fd, path), read_stats(fd, path)
+        assert flags == _libc.MSHARE_F_HUGE
+        assert st.pmd_mapped > 0 and st.pmd_mapped % HUGE_PAGE == 0, st
+        mine = [ln for ln in c.log_text().splitlines()
+                if f"mshare-preload[{postmaster}]: " in ln]
+        assert len(mine) == 1 and f"MAP_HUGETLB) {MOVED}" in mine[0], mine
+    finally:
+        assert c.stop("fast") == 0
+    assert c.children_gone(60) and os.listdir(region_dir) == []

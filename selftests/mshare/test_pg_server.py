@@ -1,8 +1,10 @@
 """Unmodified PostgreSQL 15 with its main shared memory in an msharefs region (issue 12).
 
 One cluster for the module, on a tmpfs, run as postgres with the preload library of
-``mshare run`` (huge_pages=try, the default, so the preload's ENOMEM answer to
-MAP_HUGETLB is exercised; logging_collector=on, so the syslogger's detach is too).  The
+``mshare run`` and MSHARE_PRELOAD_HUGETLB=refuse (huge_pages=try, the default, so the
+preload's ENOMEM answer to MAP_HUGETLB is exercised and the segment is a region of
+4 KiB pages, as before huge regions; the preload's default, a huge region, is
+test_pg_preload.py's; logging_collector=on, so the syslogger's detach is tested too).  The
 cases share the server, in this order, but each gets the state it needs from a fixture
 (`running` or `stopped`), so one failure does not fail the cases after it:
 
@@ -15,7 +17,7 @@ cases share the server, in this order, but each gets the state it needs from a f
    mapped nowhere, the new one serves a second run, consistency still holds, and the
    server log holds only the expected crash-restart lines;
 4. shutdown: no region mapped anywhere, Shmem back to its level before the server;
-5. huge_pages=on under the preload: refused with a clear line, nothing left;
+5. huge_pages=on under the preload with refuse: refused with a clear line, nothing left;
 6. a SIGKILLed postmaster: once its children have exited on their own, nothing is left.
 
 Shmem is compared without the tmpfs files (the data directory and /dev/shm), which the
@@ -54,6 +56,7 @@ SETTINGS = {"huge_pages": "try", "logging_collector": "on", "log_directory": "lo
             "log_filename": "postgresql.log", "max_wal_size": "64MB",
             "checkpoint_timeout": "30min"}
 SHMEM_SLACK_KB = 512
+PRELOAD = {"MSHARE_PRELOAD_HUGETLB": "refuse"}
 
 # Every line the server may log in this module; anything else fails test 3's check.
 EXPECTED = [re.compile(p) for p in [
@@ -131,7 +134,8 @@ class Pg:
 
     def start(self, **extra: str) -> int:
         c = self.cluster
-        return c.start("msharefs", c.settings("msharefs", "64MB", 40, {**SETTINGS, **extra}))
+        return c.start("msharefs", c.settings("msharefs", "64MB", 40, {**SETTINGS, **extra}),
+                       env=PRELOAD)
 
     def ensure_tables(self) -> None:
         """pgbench's tables (scale 1), made once for the module on a running server."""

@@ -1,17 +1,18 @@
-"""SGA backends by name: mshare, shm, fork, hugetlb."""
+"""SGA backends by name: mshare, mshare-huge, shm, fork, hugetlb."""
 
 from __future__ import annotations
 
 from .base import Backend, Memory
 from .fork import ForkBackend
 from .hugetlb import HugetlbBackend
-from .mshare import MshareBackend
+from .mshare import MshareBackend, MshareHugeBackend
 from .shm import ShmBackend
 
 __all__ = ["BACKENDS", "Backend", "Memory", "make_backend"]
 
 BACKENDS: dict[str, type[Backend]] = {
-    b.name: b for b in (MshareBackend, ShmBackend, ForkBackend, HugetlbBackend)
+    b.name: b for b in (MshareBackend, MshareHugeBackend, ShmBackend, ForkBackend,
+                        HugetlbBackend)
 }
 
 

@@ -1,7 +1,9 @@
 """msharefs through libmshare: one alignment unit of address space, the first S bytes used.
 
 Servers attach by region name with ``libmshare.Region.attach``, which maps the region
-at its fixed start and, on our kernel, uses the region's own page tables.
+at its fixed start and, on our kernel, uses the region's own page tables.  ``mshare-huge``
+is the same region asking for 2 MiB pages (``create(huge=True)``, series v6): PMD leaves
+in the shared tables, 4 KiB pages where THP has none to give, nothing reserved.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from libmshare.fs import FAKE_MOUNT_ENV
 
 from .base import Backend, Memory
 
-__all__ = ["MshareBackend"]
+__all__ = ["MshareBackend", "MshareHugeBackend"]
 
 
 def _emulated() -> bool:
@@ -23,16 +25,17 @@ def _emulated() -> bool:
 
 class MshareBackend(Backend):
     name = "mshare"
+    huge = False
 
     def __init__(self, tag: str) -> None:
         super().__init__(tag)
-        self.region_name = f"libmshare-sga-{tag}"
+        self.region_name = f"libmshare-sga-{'huge-' if self.huge else ''}{tag}"
         self._created = False
 
     def describe(self) -> str:
         if _emulated():
-            return f"mshare (EMULATED by {FAKE_MOUNT_ENV}: no page-table sharing)"
-        return "mshare"
+            return f"{self.name} (EMULATED by {FAKE_MOUNT_ENV}: no page-table sharing)"
+        return self.name
 
     def unavailable(self, size: int) -> str | None:
         if _emulated():
@@ -46,7 +49,8 @@ class MshareBackend(Backend):
         return None
 
     def create(self, size: int) -> Memory:
-        region = libmshare.Region.create(self.region_name, size, round_up=True)
+        region = libmshare.Region.create(self.region_name, size, round_up=True,
+                                         huge=self.huge)
         self._created = True
         return _region_memory(region, size)
 
@@ -70,3 +74,14 @@ def _region_memory(region: libmshare.Region, size: int) -> Memory:
     view = region.buf[:size]
     # Memory.close releases the slice first, so Region.close finds no live export.
     return Memory(view, region.close)
+
+
+class MshareHugeBackend(MshareBackend):
+    """A region of 2 MiB pages; a kernel before series v6 fails its create (ENOTTY,
+    NotSupportedError saying so)."""
+
+    name = "mshare-huge"
+    huge = True
+
+    def describe(self) -> str:
+        return super().describe() + " (2 MiB pages)"
