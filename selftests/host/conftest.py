@@ -7,12 +7,14 @@ child processes (which inherit the environment) see too.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,3 +68,18 @@ def anon_block() -> Iterator[tuple[int, int]]:
     yield start, FAKE_ALIGN
     _libc.munmap(start, FAKE_ALIGN)
 
+
+@pytest.fixture
+def deny_open(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
+    """deny_open(path): from now on os.open of exactly path fails with EACCES, as for a
+    region this user may not open; other paths open as usual."""
+    real_open = os.open
+
+    def deny(target: Path) -> None:
+        def denied(path: Any, flags: int, *args: Any) -> int:
+            if str(path) == str(target):
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+            return real_open(path, flags, *args)
+
+        monkeypatch.setattr(os, "open", denied)
+    return deny

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import errno
 import json
-import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from _hosthelp import FAKE_ALIGN
@@ -101,17 +100,11 @@ def test_stat_of_a_region_that_is_not_huge_says_no(
 
 
 def test_stat_of_a_region_this_user_may_not_open_says_huge_unknown(
-    fake_mount: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    fake_mount: Path, capsys: pytest.CaptureFixture[str],
+    deny_open: Callable[[Path], None],
 ) -> None:
     libmshare.create("db", FAKE_ALIGN, huge=True).close()
-    real_open = os.open
-
-    def denied(path: Any, flags: int, *args: Any) -> int:
-        if str(path) == str(fake_mount / "db"):
-            raise PermissionError(errno.EACCES, "Permission denied", str(path))
-        return real_open(path, flags, *args)
-
-    monkeypatch.setattr(os, "open", denied)
+    deny_open(fake_mount / "db")
     assert "huge: unknown" in run(capsys, "stat", "db").splitlines()
     assert json.loads(run(capsys, "stat", "--json", "db"))["huge"] is None
 

@@ -10,7 +10,7 @@ import os
 import pickle
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -168,17 +168,10 @@ def test_stat_of_a_region_before_its_first_mmap_says_what_it_asked(
 
 
 def test_stat_of_a_region_this_user_may_not_open_has_huge_none(
-    fake_mount: Path, monkeypatch: pytest.MonkeyPatch,
+    fake_mount: Path, deny_open: Callable[[Path], None],
 ) -> None:
     libmshare.create("db", FAKE_ALIGN, huge=True).close()
-    real_open = os.open
-
-    def denied(path: Any, flags: int, *args: Any) -> int:
-        if str(path) == str(fake_mount / "db"):
-            raise PermissionError(errno.EACCES, "Permission denied", str(path))
-        return real_open(path, flags, *args)
-
-    monkeypatch.setattr(os, "open", denied)
+    deny_open(fake_mount / "db")
     assert libmshare.stat("db").huge is None
 
 

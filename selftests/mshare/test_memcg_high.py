@@ -115,12 +115,17 @@ def _region_in(group: Path, regions: harness.Regions, tag: str,
         ready.close()
 
 
+def _attach(path: str, start: int) -> None:
+    """In a mapper outside the region's cgroup: warm up, then map the region at start."""
+    _warm_up()
+    fd = os.open(path, os.O_RDWR)
+    kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
+
+
 def _outside_writer(path: str, start: int, cap: int,
                     seconds: float = SECONDS) -> Callable[[], int]:
     def body() -> int:
-        _warm_up()
-        fd = os.open(path, os.O_RDWR)
-        kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
+        _attach(path, start)
         return _write(start, cap, seconds)
     return body
 
@@ -164,9 +169,7 @@ def _inside_racer(group: Path, board: ctypes.Array[ctypes.c_int64]) -> Callable[
 def _outside_racer(path: str, start: int,
                    board: ctypes.Array[ctypes.c_int64]) -> Callable[[], int]:
     def body() -> int:
-        _warm_up()
-        fd = os.open(path, os.O_RDWR)
-        kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
+        _attach(path, start)
         return _race_write(start, board, OUTSIDE)
     return body
 
@@ -251,9 +254,7 @@ def _outside_reader(path: str, start: int, nbytes: int) -> Callable[[], int]:
     """One read(2) from /dev/zero of nbytes into the window: the kernel faults the pages
     in from copy_to_user, inside one system call."""
     def body() -> int:
-        _warm_up()
-        fd = os.open(path, os.O_RDWR)
-        kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
+        _attach(path, start)
         zero = os.open("/dev/zero", os.O_RDONLY)
         libc = ctypes.CDLL(None, use_errno=True)
         libc.read.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
@@ -290,9 +291,7 @@ def _huge_writer_with_prober(path: str, start: int) -> Callable[[], tuple[float,
     anonymous page every few ms, which needs this process's mmap_lock for writing:
     (the prober's slowest mmap+munmap, seconds the writes took)."""
     def body() -> tuple[float, float]:
-        _warm_up()
-        fd = os.open(path, os.O_RDWR)
-        kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
+        _attach(path, start)
         stop = threading.Event()
         worst = [0.0]
 
