@@ -1,8 +1,9 @@
 """python3 -m selftests.fuzz [--seed N] [--seconds S] [--workers W] [--ops K] [--json FILE]
-                            [--beside stress-ng] [--beside trinity]
+                            [--huge] [--beside stress-ng] [--beside trinity]
 
-Short mode (CI): a few minutes with a fixed seed.  Long mode: --seconds 3600 or more,
-optionally with stress-ng's memory stressors and trinity's mm calls running beside.
+Short mode (CI): a few minutes with a fixed seed, 4 KiB regions.  Long mode: --seconds
+3600 or more, with --huge (every other region of 2 MiB pages) and optionally stress-ng's
+memory stressors and trinity's mm calls running beside.
 Exits 0 when no finding and no kernel splat, 1 otherwise; the seed reproduces a run.
 """
 
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write the result here")
     p.add_argument("--beside", action="append", default=[], choices=TOOLS,
                    help="also run this tool all along (repeatable)")
+    p.add_argument("--huge", action="store_true",
+                   help="make every other region one of 2 MiB pages (MSHARE_F_HUGE)")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         p.error("run as root in a guest with msharefs mounted")
@@ -40,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     beside = f", beside: {' '.join(args.beside)}" if args.beside else ""
     print(f"regionfuzz: seed {seed}, {args.seconds:.0f} s, {args.workers} workers x "
           f"{args.ops} calls per batch{beside}", flush=True)
-    res = fuzz(seed, args.seconds, args.workers, args.ops, beside=args.beside)
+    res = fuzz(seed, args.seconds, args.workers, args.ops, beside=args.beside,
+               huge=args.huge)
     print(f"regionfuzz: {res.batches} batches, {res.workers} workers ({res.killed} "
           f"SIGKILLed), {res.ops} calls, regions made {res.recreated} times "
           f"({res.huge_regions} of them with 2 MiB pages), "

@@ -30,6 +30,18 @@ from .state import NOREPLACE, RW, View
 MOUNT = "/sys/fs/mshare"
 REPO = layout.HERE.parents[1]
 SHMEM_SLACK_KB = 64 << 10  # past this, something populated a window
+BATCH_LIMIT_S = 120.0  # a batch's workers take seconds; past this one is stuck
+
+
+def _stuck(pid: int) -> str:
+    """What a worker that outlived its batch is doing, for the finding."""
+    try:
+        wchan = Path(f"/proc/{pid}/wchan").read_text().strip()
+        stack = " < ".join(line.split()[-1] for line in
+                           Path(f"/proc/{pid}/stack").read_text().splitlines()[:8])
+    except OSError:
+        return f"pid {pid} gone"
+    return f"pid {pid} state {proc.state(pid)} wchan {wchan or '-'} stack {stack or '-'}"
 
 
 @dataclass
@@ -61,8 +73,10 @@ def _compact_forever(stop: threading.Event) -> None:
 
 
 class Coordinator:
-    def __init__(self, seed: int, workers: int, ops_per_worker: int, tag: str) -> None:
+    def __init__(self, seed: int, workers: int, ops_per_worker: int, tag: str,
+                 huge: bool = False) -> None:
         self.rng = random.Random(seed)
+        self.huge = huge
         self.n_workers = min(workers, layout.MAX_WORKERS)
         self.n_ops = ops_per_worker
         self.tag = tag
@@ -86,8 +100,9 @@ class Coordinator:
         for i in range(layout.REGIONS):
             path = f"{MOUNT}/fuzz-{self.tag}-{os.getpid()}-{self.generation}-{i}"
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-            # Every generation has one region of each kind: 4 KiB pages, 2 MiB pages.
-            if (i + self.generation) % 2:
+            # With huge, every generation has one region of each kind: 4 KiB pages and
+            # 2 MiB pages.
+            if self.huge and (i + self.generation) % 2:
                 kapi.mshare_set_flags(fd, kapi.MSHARE_F_HUGE)
                 self.result.huge_regions += 1
             kapi.mmap(self._start(i), self.align, RW, NOREPLACE, fd)
@@ -137,6 +152,7 @@ class Coordinator:
         started = time.monotonic()
         reports: dict[int, bytes] = {pid: b"" for pid in procs}
         open_fds = {fd: pid for pid, (_, fd) in procs.items()}
+        stuck_reported = False
         while open_fds:
             ready, _, _ = select.select(list(open_fds), [], [], 0.05)
             for fd in ready:
@@ -151,6 +167,13 @@ class Coordinator:
                     self._kill_and_release(pid)
                 res.killed += len(victims)
                 victims = set()
+            if not stuck_reported and time.monotonic() - started > BATCH_LIMIT_S:
+                res.findings.append(f"batch {batch}: workers still running after "
+                                    f"{BATCH_LIMIT_S:.0f} s: " + "; ".join(
+                                        _stuck(pid) for pid in set(open_fds.values())))
+                for pid in procs:
+                    self._kill_and_release(pid)
+                stuck_reported = True
             grew = kapi.meminfo()["Shmem"] - shmem0
             if grew > SHMEM_SLACK_KB:
                 res.findings.append(f"batch {batch}: Shmem grew by {grew} kB: a window "
@@ -223,10 +246,10 @@ class Coordinator:
 
 
 def fuzz(seed: int, seconds: float, workers: int, ops_per_worker: int,
-         tag: str = "f", beside: list[str] | None = None) -> Result:
+         tag: str = "f", beside: list[str] | None = None, huge: bool = False) -> Result:
     """Run batches until `seconds` have passed (at least one batch), with compaction and
     the `beside` tools (see beside.py) running all along."""
-    coord = Coordinator(seed, workers, ops_per_worker, tag)
+    coord = Coordinator(seed, workers, ops_per_worker, tag, huge)
     log = KmsgTail()
     stop = threading.Event()
     compactor = threading.Thread(target=_compact_forever, args=(stop,), daemon=True)
