@@ -356,7 +356,6 @@ class Region:
             if huge:  # not set otherwise: a region without flags needs no v6 kernel
                 backend.set_flags(fd, _libc.MSHARE_F_HUGE, path)
             mapping = _map_new(backend, fd, path, size, align, start)
-            is_huge = _huge_of(backend, fd, path, mapping)
         except BaseException:
             # The name is ours (O_EXCL) and holds nothing yet: leave no debris.
             with contextlib.suppress(OSError):
@@ -364,7 +363,8 @@ class Region:
             raise
         finally:
             os.close(fd)
-        return cls._from_mapping(rel, m, mapping, requested, readonly=False, huge=is_huge)
+        # Its flags are the ones set just above: no need to ask the kernel back.
+        return cls._from_mapping(rel, m, mapping, requested, readonly=False, huge=huge)
 
     @classmethod
     def attach(
