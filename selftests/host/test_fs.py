@@ -27,6 +27,7 @@ def proc_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, P
     monkeypatch.setattr(fs, "_PROC_MOUNTS", str(mounts))
     monkeypatch.delenv(fs.FAKE_MOUNT_ENV, raising=False)
     monkeypatch.setattr(fs, "_verified", {})
+    monkeypatch.setattr(fs, "_alignments", {})
     return filesystems, mounts
 
 
@@ -191,3 +192,23 @@ def test_verified_mount_is_rechecked_when_its_device_changes(
         fs.resolve_mount()
     with pytest.raises(NotMountedError):
         fs.resolve_mount(str(point))
+
+
+def test_alignment_is_read_once_per_verified_mount(
+    proc_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _, mounts = proc_files
+    monkeypatch.setattr(fs, "kernel_supports", lambda: True)
+    point = tmp_path / "m"
+    point.mkdir()
+    mounts.write_text(f"msharefs {point} msharefs rw 0 0\n")
+    (point / "mshare_info").write_text(f"{1 << 39}\n")
+    assert fs.alignment() == 1 << 39
+    (point / "mshare_info").write_text(f"{1 << 30}\n")
+    # The same mount (same st_dev): the value read first stands.
+    assert fs.alignment() == 1 << 39
+    # An unverified path is read every time.
+    other = tmp_path / "o"
+    other.mkdir()
+    (other / "mshare_info").write_text(f"{1 << 30}\n")
+    assert fs.read_alignment(str(other)) == 1 << 30
