@@ -296,6 +296,27 @@ def pattern(seed: int, n: int = kapi.PAGE) -> bytes:
     return (block * (n // 16 + 1))[:n]
 
 
+def _selected(text: str) -> str:
+    """A knob's value: the bracketed choice of "always [madvise] never", else the text."""
+    text = text.strip()
+    return text.split("[")[1].split("]")[0] if "[" in text else text
+
+
+@contextmanager
+def knobs(settings: dict[str, str]) -> Iterator[None]:
+    """Write each sysctl or sysfs knob of settings that exists; restore the old values."""
+    old: dict[str, str] = {}
+    try:
+        for path, value in settings.items():
+            if os.path.exists(path):
+                old[path] = _selected(Path(path).read_text())
+                Path(path).write_text(value)
+        yield
+    finally:
+        for path, value in old.items():
+            Path(path).write_text(value)
+
+
 CG_ROOT = Path("/sys/fs/cgroup")
 
 

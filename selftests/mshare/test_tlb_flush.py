@@ -101,20 +101,8 @@ def _compact() -> float:
 @pytest.fixture
 def quiet_memory() -> Iterator[None]:
     """SETTINGS applied (those present), the old values restored afterwards."""
-    old: dict[str, str] = {}
-    try:
-        for path, value in SETTINGS.items():
-            if os.path.exists(path):
-                with open(path) as f:
-                    text = f.read().strip()
-                old[path] = text.split("[")[1].split("]")[0] if "[" in text else text
-                with open(path, "w") as f:
-                    f.write(value)
+    with harness.knobs(SETTINGS):
         yield
-    finally:
-        for path, value in old.items():
-            with open(path, "w") as f:
-                f.write(value)
 
 
 PF_KTHREAD = 0x00200000
