@@ -22,7 +22,6 @@ import math
 import random
 import struct
 import zlib
-from dataclasses import dataclass
 from typing import Protocol
 
 from libmshare import atomic
@@ -37,8 +36,9 @@ from .layout import (
     Layout,
     LayoutError,
 )
+from .result import CacheStats
 
-__all__ = ["BufferCache", "CacheStats", "Locker", "PayloadPool", "block_id"]
+__all__ = ["BufferCache", "Locker", "PayloadPool", "block_id"]
 
 _MASK64 = (1 << 64) - 1
 # Multiplying by an odd constant is a bijection mod 2**64: ids are unique and never 0.
@@ -82,20 +82,6 @@ class PayloadPool:
     @staticmethod
     def variants() -> int:
         return _VARIANTS
-
-
-@dataclass
-class CacheStats:
-    reads: int = 0
-    updates: int = 0
-    checksum_errors: int = 0
-    retries: int = 0
-    busy: int = 0
-    misses: int = 0
-
-    @property
-    def ops(self) -> int:
-        return self.reads + self.updates
 
 
 class BufferCache:

@@ -134,7 +134,8 @@ def run(config: RunConfig, progress: Progress = _quiet) -> RunResult:
     """One full run of the SGA on one backend.  Never leaves a name behind."""
     tag = config.tag or f"{os.getpid()}-{random.randrange(1 << 32):08x}"
     backend = make_backend(config.backend, tag, reserve_hugepages=config.reserve_hugepages)
-    result = RunResult(config.backend, backend.describe(), config.servers, config.size)
+    result = RunResult(backend=config.backend, label=backend.describe(),
+                       servers=config.servers, size=config.size)
     try:
         reason = backend.unavailable(config.size)
         if reason is not None:
@@ -235,8 +236,7 @@ def _run(config: RunConfig, backend: Backend, layout: Layout, tag: str, result: 
         result.duration_s = config.duration
         for done in range(n):
             msg = _expect(reports, servers, "done")
-            for key in ("reads", "updates", "checksum_errors", "retries", "busy", "misses"):
-                setattr(result, key, getattr(result, key) + int(msg[key]))
+            result.add(msg)
             progress("run", done + 1, n)
 
         servers.stop()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["Milestone", "RunConfig", "RunResult"]
+__all__ = ["CacheStats", "Milestone", "RunConfig", "RunResult"]
 
 
 @dataclass
@@ -31,7 +31,28 @@ class Milestone:
 
 
 @dataclass
-class RunResult:
+class CacheStats:
+    """What buffer-cache operations counted: one server's, or a run's sum."""
+
+    reads: int = 0
+    updates: int = 0
+    checksum_errors: int = 0
+    retries: int = 0
+    busy: int = 0
+    misses: int = 0
+
+    @property
+    def ops(self) -> int:
+        return self.reads + self.updates
+
+    def add(self, counts: dict[str, Any]) -> None:
+        """Add another's counts (a server's report, by field name)."""
+        for f in fields(CacheStats):
+            setattr(self, f.name, getattr(self, f.name) + int(counts[f.name]))
+
+
+@dataclass(kw_only=True)
+class RunResult(CacheStats):
     backend: str
     label: str
     servers: int
@@ -49,12 +70,6 @@ class RunResult:
     touch_faults: list[int] = field(default_factory=list)
     attach_faults: list[int] = field(default_factory=list)
     duration_s: float = 0.0
-    reads: int = 0
-    updates: int = 0
-    checksum_errors: int = 0
-    retries: int = 0
-    busy: int = 0
-    misses: int = 0
     verify_bad_blocks: int = 0
     verify_torn_blocks: int = 0
     counted_updates: int = 0
@@ -68,10 +83,6 @@ class RunResult:
     @property
     def pt_rise_kib(self) -> int:
         return self.pt_after_kib - self.pt_baseline_kib
-
-    @property
-    def ops(self) -> int:
-        return self.reads + self.updates
 
     @property
     def throughput(self) -> float:
@@ -105,6 +116,6 @@ class RunResult:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunResult:
         known = {f for f in cls.__dataclass_fields__}
-        fields = {k: v for k, v in data.items() if k in known}
-        fields["milestones"] = [Milestone(**m) for m in fields.get("milestones", [])]
-        return cls(**fields)
+        given = {k: v for k, v in data.items() if k in known}
+        given["milestones"] = [Milestone(**m) for m in given.get("milestones", [])]
+        return cls(**given)

@@ -18,10 +18,11 @@ from dataclasses import asdict, dataclass
 from mshare_lab.proc import vm_pte_kib
 
 from .backends import Backend, Memory
-from .cache import BufferCache, CacheStats, PayloadPool
+from .cache import BufferCache, PayloadPool
 from .channel import LineReader, send_report
 from .layout import PAGE
 from .locks import StripeLocks
+from .result import CacheStats
 
 __all__ = ["ServerSpec", "serve", "touch_all", "workload"]
 

@@ -14,6 +14,7 @@ import os
 import random
 import select
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -58,18 +59,29 @@ class Result:
     splats: list[str] = field(default_factory=list)
     seconds: float = 0.0
     beside: dict[str, object] = field(default_factory=dict)
+    # Where the time went, to explain a run that overruns: memory at the start (kB),
+    # each batch's phases (s), the compactor's passes.
+    memory_kb: dict[str, int] = field(default_factory=dict)
+    batch_phases: list[dict[str, float]] = field(default_factory=list)
+    compaction: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.findings and not self.splats
 
 
-def _compact_forever(stop: threading.Event) -> None:
+def _compact_forever(stop: threading.Event, passes: dict[str, float]) -> None:
+    """Compact all memory every half second; passes counts them and their seconds."""
     while not stop.wait(0.5):
+        t0 = time.monotonic()
         try:
             Path("/proc/sys/vm/compact_memory").write_text("1\n")
         except OSError:
             return
+        took = time.monotonic() - t0
+        passes["passes"] = passes.get("passes", 0) + 1
+        passes["seconds"] = round(passes.get("seconds", 0.0) + took, 2)
+        passes["longest_s"] = round(max(passes.get("longest_s", 0.0), took), 2)
 
 
 class Coordinator:
@@ -130,10 +142,13 @@ class Coordinator:
 
     def run_batch(self, batch: int) -> None:
         res = self.result
+        t0 = time.monotonic()
         if batch % 5 == 0 or not self.views:
             self.create_regions()
             res.recreated += 1
+        t_regions = time.monotonic()
         self.write_batch_data(batch)
+        t_data = time.monotonic()
         shmem0 = kapi.meminfo()["Shmem"]
         procs: dict[int, tuple[int, int]] = {}  # pid -> (wid, report fd)
         for wid in range(self.n_workers):
@@ -180,12 +195,20 @@ class Coordinator:
                                     "was populated")
                 for pid in procs:
                     self._kill_and_release(pid)
+        t_reports = time.monotonic()
         for pid, (wid, _) in procs.items():
             _, status = os.waitpid(pid, 0)
             self._collect(batch, wid, status, reports[pid])
         res.workers += len(procs)
+        t_reaped = time.monotonic()
         self.check_regions(batch)
         res.batches += 1
+        phases = {"regions": t_regions - t0, "data": t_data - t_regions,
+                  "workers": t_reports - t_data, "reap": t_reaped - t_reports,
+                  "check": time.monotonic() - t_reaped}
+        res.batch_phases.append({k: round(v, 2) for k, v in phases.items()})
+        print(f"regionfuzz: batch {batch}: " + ", ".join(
+            f"{k} {v:.1f} s" for k, v in phases.items()), file=sys.stderr, flush=True)
 
     def _kill_and_release(self, pid: int) -> None:
         try:
@@ -250,9 +273,13 @@ def fuzz(seed: int, seconds: float, workers: int, ops_per_worker: int,
     """Run batches until `seconds` have passed (at least one batch), with compaction and
     the `beside` tools (see beside.py) running all along."""
     coord = Coordinator(seed, workers, ops_per_worker, tag, huge)
+    info = kapi.meminfo()
+    coord.result.memory_kb = {k: info[k] for k in
+                              ("MemTotal", "MemFree", "Cached", "Shmem", "AnonPages", "Slab")}
     log = KmsgTail()
     stop = threading.Event()
-    compactor = threading.Thread(target=_compact_forever, args=(stop,), daemon=True)
+    compactor = threading.Thread(target=_compact_forever,
+                                 args=(stop, coord.result.compaction), daemon=True)
     load = Beside(beside or [], seed, seconds)
     load.start()
     compactor.start()
@@ -266,6 +293,7 @@ def fuzz(seed: int, seconds: float, workers: int, ops_per_worker: int,
             if time.monotonic() - start >= seconds or coord.result.findings:
                 break
     finally:
+        t_end = time.monotonic()
         stop.set()
         compactor.join()
         coord.result.beside, problems = load.stop()
@@ -273,4 +301,7 @@ def fuzz(seed: int, seconds: float, workers: int, ops_per_worker: int,
         coord.drop_regions()
         coord.scan_log(log)
         coord.result.seconds = round(time.monotonic() - start, 1)
+        print(f"regionfuzz: wind-down {time.monotonic() - t_end:.1f} s; compaction "
+              f"{coord.result.compaction}; memory at start (kB) {coord.result.memory_kb}",
+              file=sys.stderr, flush=True)
     return coord.result

@@ -177,8 +177,16 @@ def test_top_failure_is_one_line_and_status_1(
 
 
 def test_top_ends_quietly_with_status_0_on_ctrl_c(fake_mount: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "libmshare", "top", "--interval", "0.05"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A job started in the background of a non-interactive shell (nohup cmd &) has SIGINT
+    # ignored, which a child inherits through exec, and Python then installs no
+    # KeyboardInterrupt handler: catch it here while the child starts (exec resets a
+    # caught signal to its default).
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "libmshare", "top", "--interval", "0.05"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, old)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith(f"{fake_mount}: 0 regions")

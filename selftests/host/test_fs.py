@@ -172,14 +172,23 @@ def test_mount_without_cap_sys_admin_says_so(tmp_path: Path) -> None:
     assert issubclass(MsharePermissionError, PermissionError)
 
 
-def test_verified_mount_is_rechecked_when_its_device_changes(
+@pytest.fixture
+def listed_point(
     proc_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+) -> tuple[Path, Path]:
+    """A directory the (fake) mount table lists as msharefs: (the point, the table)."""
     _, mounts = proc_files
     monkeypatch.setattr(fs, "kernel_supports", lambda: True)
     point = tmp_path / "m"
     point.mkdir()
     mounts.write_text(f"msharefs {point} msharefs rw 0 0\n")
+    return point, mounts
+
+
+def test_verified_mount_is_rechecked_when_its_device_changes(
+    listed_point: tuple[Path, Path],
+) -> None:
+    point, mounts = listed_point
     assert fs.resolve_mount() == fs.Mount(str(point))
     mounts.write_text("")
     # Same device: still the verified mount, no table read needed.
@@ -195,13 +204,9 @@ def test_verified_mount_is_rechecked_when_its_device_changes(
 
 
 def test_alignment_is_read_once_per_verified_mount(
-    proc_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    listed_point: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    _, mounts = proc_files
-    monkeypatch.setattr(fs, "kernel_supports", lambda: True)
-    point = tmp_path / "m"
-    point.mkdir()
-    mounts.write_text(f"msharefs {point} msharefs rw 0 0\n")
+    point, _ = listed_point
     (point / "mshare_info").write_text(f"{1 << 39}\n")
     assert fs.alignment() == 1 << 39
     (point / "mshare_info").write_text(f"{1 << 30}\n")

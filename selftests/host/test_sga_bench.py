@@ -34,7 +34,8 @@ def _result(backend: str, per_attacher_kib: int, faults: int, touch_s: float,
 def _doc(shm_ops: int = 1000, mshare_faults: int = 0) -> dict[str, Any]:
     runs = [_result("mshare", 0, mshare_faults, 0.001, 1000),
             _result("shm", TABLES_KIB, 1024, 0.2, shm_ops)]
-    skipped = RunResult("hugetlb", "hugetlb", 8, S, skipped="no huge pages")
+    skipped = RunResult(backend="hugetlb", label="hugetlb", servers=8, size=S,
+                        skipped="no huge pages")
     return {
         "system": {"kernel": "6.12.0-test", "cpu": "QEMU TCG CPU", "cpus": 2,
                    "mem_total_kib": 4 << 20, "accelerator": "TCG"},

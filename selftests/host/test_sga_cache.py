@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from examples.sga.cache import BufferCache, CacheStats, PayloadPool, block_id
+from examples.sga.cache import BufferCache, PayloadPool, block_id
 from examples.sga.layout import BLOCK_HEADER, BLOCK_SIZE, SEQ_OFFSET, Layout, LayoutError
 from examples.sga.locks import StripeLocks
+from examples.sga.result import CacheStats
 
 SIZE = 2 << 20
 

@@ -49,7 +49,8 @@ def _result(backend: str, rise_kib: int, faults: int, ops: int) -> RunResult:
 def _doc(rise_kib: int = 8, faults: int = 1, hugetlb: bool = True) -> dict[str, Any]:
     runs = [_result("mshare-huge", rise_kib, faults, 1000)]
     runs.append(_result("hugetlb", 40, 32, 1000) if hugetlb else
-                RunResult("hugetlb", "hugetlb", 8, S, skipped="no huge pages"))
+                RunResult(backend="hugetlb", label="hugetlb", servers=8, size=S,
+                          skipped="no huge pages"))
     return {"plan_name": "custom",
             "plan": [{"size": S, "servers": 8, "milestones": [1, 8], "duration": 2.0}],
             "runs": [{"case": 0, **r.to_json()} for r in runs]}

@@ -145,6 +145,14 @@ def sdk_mount() -> str:
 
 
 @pytest.fixture
+def name(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A region name for an SDK test, tagged with its module (test_sdk_cli: "cli")."""
+    tag = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_sdk_")
+    with sdkgate.region_name(tag) as n:
+        yield n
+
+
+@pytest.fixture
 def regions(msharefs: str) -> Iterator[harness.Regions]:
     rs = harness.Regions()
     try:

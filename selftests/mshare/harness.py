@@ -11,6 +11,7 @@ import errno
 import fcntl
 import itertools
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -351,6 +352,32 @@ def create_in_cgroup(group: Path, path: str, start: int, huge: bool = False) -> 
         kapi.mshare_set_flags(fd, kapi.MSHARE_F_HUGE)
     kapi.mmap(start, alignment(), RW, kapi.MAP_SHARED | kapi.MAP_FIXED_NOREPLACE, fd)
     return fd
+
+
+@contextmanager
+def region_in_cgroup(group: Path, regions: Regions, tag: str, *, huge: bool = False,
+                     first: bytes = b"") -> Iterator[tuple[str, int]]:
+    """A region (of 2 MiB pages if huge) that a child in group created, wrote first to
+    and keeps mapped, so its memory is charged to group; (path, start).  The child is
+    killed afterwards."""
+    path, start = regions.path(tag), take_window()
+    ready = Counter()
+
+    def owner_body() -> None:
+        create_in_cgroup(group, path, start, huge)
+        if first:
+            kapi.poke(start, first)
+        ready.post()
+        while True:
+            signal.pause()
+
+    owner = Child(owner_body)
+    try:
+        ready.wait_for(1)
+        yield path, start
+    finally:
+        owner.kill()
+        ready.close()
 
 
 def _cgroup_counter(group: Path, file: str, key: str) -> int:

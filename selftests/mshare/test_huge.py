@@ -90,31 +90,18 @@ def test_touch_maps_pmd_leaves_and_no_pte_table(huge_region: harness.Region) -> 
 def test_huge_region_is_charged_to_the_creators_cgroup(regions: harness.Regions) -> None:
     if not harness.memory_controller():
         pytest.skip("kernel config: no memory cgroup controller")
-    path, start = regions.path("hcg"), harness.take_window()
-    ready = harness.Counter()
+    with harness.memory_cgroup("huge") as group, \
+            harness.region_in_cgroup(group, regions, "hcg", huge=True) as (path, start):
 
-    def creator(group: Path) -> None:
-        harness.create_in_cgroup(group, path, start, huge=True)
-        ready.post()
-        while True:
-            signal.pause()
+        def writer() -> int:
+            fd = os.open(path, os.O_RDWR)
+            kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
+            fill(start, 16 * HUGE, 2)
+            return int(kapi.mshare_stats(fd).pmd_mapped)
 
-    def writer() -> int:
-        fd = os.open(path, os.O_RDWR)
-        kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
-        fill(start, 16 * HUGE, 2)
-        return int(kapi.mshare_stats(fd).pmd_mapped)
-
-    with harness.memory_cgroup("huge") as group:
-        owner = harness.Child(creator, group)
-        try:
-            ready.wait_for(1)
-            before = harness.memory_stat(group, "shmem_thp")
-            assert harness.Child(writer).result() == 16 * HUGE
-            after = harness.memory_stat(group, "shmem_thp")
-        finally:
-            owner.kill()
-            ready.close()
+        before = harness.memory_stat(group, "shmem_thp")
+        assert harness.Child(writer).result() == 16 * HUGE
+        after = harness.memory_stat(group, "shmem_thp")
     assert after - before == 16 * HUGE
 
 

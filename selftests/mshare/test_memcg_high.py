@@ -89,32 +89,6 @@ def _kill(child: harness.Child) -> None:
     child.wait_status(30)
 
 
-def _creator(group: Path, path: str, start: int, ready: harness.Counter,
-             huge: bool = False) -> Callable[[], None]:
-    def body() -> None:
-        harness.create_in_cgroup(group, path, start, huge)
-        ready.post()
-        while True:
-            signal.pause()
-    return body
-
-
-@contextlib.contextmanager
-def _region_in(group: Path, regions: harness.Regions, tag: str,
-               huge: bool = False) -> Iterator[tuple[str, int]]:
-    """A region (of 2 MiB pages if huge) that a child in group created and keeps mapped
-    (killed after): its path and address."""
-    path, start = regions.path(tag), harness.take_window()
-    ready = harness.Counter()
-    owner = _child(_creator(group, path, start, ready, huge))
-    try:
-        ready.wait_for(1)
-        yield path, start
-    finally:
-        owner.kill()
-        ready.close()
-
-
 def _attach(path: str, start: int) -> None:
     """In a mapper outside the region's cgroup: warm up, then map the region at start."""
     _warm_up()
@@ -178,7 +152,7 @@ def _outside_racer(path: str, start: int,
 def test_outside_mapper_past_memory_high_no_faster_than_task_inside(
         regions: harness.Regions, memcg: Path) -> None:
     board = _board()
-    with _region_in(memcg, regions, "high") as (path, start):
+    with harness.region_in_cgroup(memcg, regions, "high") as (path, start):
         (memcg / "memory.high").write_text(str(HIGH))
         racers = [_child(_inside_racer(memcg, board)),
                   _child(_outside_racer(path, start, board))]
@@ -209,7 +183,7 @@ def test_outside_mapper_past_memory_high_no_faster_than_task_inside(
 @pytest.mark.timeout(300)
 def test_outside_mapper_past_memory_high_reclaims_region_cgroup(
         regions: harness.Regions, memcg: Path) -> None:
-    with _region_in(memcg, regions, "high") as (path, start):
+    with harness.region_in_cgroup(memcg, regions, "high") as (path, start):
         (memcg / "memory.high").write_text(str(HIGH))
         before = harness.cgroup_event(memcg, "high")
         outside = _child(_outside_writer(path, start, CAP))
@@ -221,7 +195,7 @@ def test_outside_mapper_past_memory_high_reclaims_region_cgroup(
 @pytest.mark.timeout(300)
 def test_mapper_throttled_in_region_fault_dies_within_1s_of_sigkill(
         regions: harness.Regions, memcg: Path) -> None:
-    with _region_in(memcg, regions, "kill") as (path, start):
+    with harness.region_in_cgroup(memcg, regions, "kill") as (path, start):
         (memcg / "memory.high").write_text(str(1 * MiB))
         mapper = _child(_outside_writer(path, start, CAP, 120))
         try:
@@ -270,7 +244,7 @@ def test_outside_mapper_one_syscall_stays_near_memory_high(
     the cgroup (the core's synchronous check), not only on the way back to user space:
     one read(2) of 64 MiB into the window keeps the region cgroup under 2 x high."""
     peak = 0
-    with _region_in(memcg, regions, "sys") as (path, start):
+    with harness.region_in_cgroup(memcg, regions, "sys") as (path, start):
         (memcg / "memory.high").write_text(str(HIGH))
         reader = _child(_outside_reader(path, start, CAP))
         try:
@@ -333,7 +307,7 @@ def test_huge_region_fault_over_memory_high_throttles_holding_no_lock(
     inside the fault, holding the faulting process's mmap_lock and the region's: the
     fault pays on its return to user space instead."""
     with harness.knobs(NO_DIRECT_COMPACTION), \
-            _region_in(memcg, regions, "hugehigh", huge=True) as (path, start):
+            harness.region_in_cgroup(memcg, regions, "hugehigh", huge=True) as (path, start):
         Path("/proc/sys/vm/compact_memory").write_text("1")
         before = int(SHMEM_2M_ALLOCS.read_text())
         (memcg / "memory.high").write_text(str(HIGH // 2))

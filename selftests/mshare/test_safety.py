@@ -227,29 +227,15 @@ def test_creator_in_32mib_memcg_is_oom_killed_touching_128mib(
 @pytest.mark.timeout(300)
 def test_sharer_outside_memcg_gets_sigbus_past_creator_limit(
         regions: harness.Regions, small_memcg: Path) -> None:
-    path, start = regions.path("cg2"), harness.take_window()
-    ready = harness.Counter()
+    with harness.region_in_cgroup(small_memcg, regions, "cg2", first=b"\1") as (path, start):
 
-    def creator() -> None:
-        harness.create_in_cgroup(small_memcg, path, start)
-        kapi.poke(start, b"\1")
-        ready.post()
-        while True:
-            signal.pause()
+        def sharer() -> None:
+            fd = os.open(path, os.O_RDWR)
+            kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
+            _touch(start, CG_TOUCH)
 
-    def sharer() -> None:
-        fd = os.open(path, os.O_RDWR)
-        kapi.mmap(start, harness.alignment(), harness.RW, NOREPLACE, fd)
-        _touch(start, CG_TOUCH)
-
-    owner = harness.Child(creator)
-    try:
-        ready.wait_for(1)
         assert harness.death_signal(sharer, timeout=240) == signal.SIGBUS
         assert int((small_memcg / "memory.peak").read_text()) <= CG_LIMIT
-    finally:
-        owner.kill()
-        ready.close()
 
 
 # ---------------------------------------------------------------- mlock/populate (item 5)

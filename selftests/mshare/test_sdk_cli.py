@@ -11,11 +11,9 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import harness
 import pytest
-import sdkgate
 
 import libmshare
 
@@ -23,12 +21,6 @@ import libmshare
 # no console script); site's .pth processing is two thirds of an interpreter's start-up
 # under TCG.
 PYTHON = [sys.executable, "-S"]
-
-
-@pytest.fixture
-def name() -> Iterator[str]:
-    with sdkgate.region_name("cli") as n:
-        yield n
 
 
 def mshare(*args: str) -> subprocess.CompletedProcess[str]:

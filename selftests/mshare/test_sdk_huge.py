@@ -22,7 +22,6 @@ from pathlib import Path
 
 import harness
 import pytest
-import sdkgate
 
 import libmshare
 from libmshare import _libc
@@ -41,17 +40,6 @@ _DENYING = {
     _THP / "shmem_enabled": ("deny", "never"),
     _THP / "hugepages-2048kB" / "shmem_enabled": ("never", "inherit"),
 }
-
-
-@pytest.fixture
-def name() -> Iterator[str]:
-    with sdkgate.region_name("huge") as n:
-        yield n
-
-
-@pytest.fixture
-def align(sdk_mount: str) -> int:
-    return libmshare.alignment()
 
 
 def _selected(path: Path) -> str:

@@ -14,11 +14,9 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import harness
 import pytest
-import sdkgate
 
 import libmshare
 from libmshare import Region, _libc
@@ -27,17 +25,6 @@ from libmshare import Region, _libc
 # processing is two thirds of an interpreter's start-up under TCG.
 PYTHON = [sys.executable, "-S"]
 _seq = itertools.count()
-
-
-@pytest.fixture
-def name() -> Iterator[str]:
-    with sdkgate.region_name("region") as n:
-        yield n
-
-
-@pytest.fixture
-def align(sdk_mount: str) -> int:
-    return libmshare.alignment()
 
 
 def test_mount_and_alignment(sdk_mount: str, align: int) -> None:

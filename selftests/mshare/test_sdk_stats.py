@@ -20,7 +20,6 @@ from pathlib import Path
 import harness
 import kapi
 import pytest
-import sdkgate
 
 import libmshare
 from libmshare import _libc
@@ -30,12 +29,6 @@ TOUCH = 16 << 20
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # -S: libmshare comes from PYTHONPATH; site's .pth processing slows start-up under TCG.
 PYTHON = [sys.executable, "-S"]
-
-
-@pytest.fixture
-def name() -> Iterator[str]:
-    with sdkgate.region_name("stats") as n:
-        yield n
 
 
 def _touch(buf: memoryview, n: int) -> None:
