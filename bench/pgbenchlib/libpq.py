@@ -14,9 +14,10 @@ import time
 from collections.abc import Sequence
 from typing import Self
 
-__all__ = ["PgError", "Session", "query_all"]
+__all__ = ["PgError", "Session", "connect_all", "query_all"]
 
 CONNECTION_OK = 0
+POLLING_FAILED, POLLING_READING, POLLING_WRITING, POLLING_OK = 0, 1, 2, 3
 PGRES_COMMAND_OK, PGRES_TUPLES_OK = 1, 2
 
 _lib: ctypes.CDLL | None = None
@@ -36,6 +37,7 @@ def _libpq() -> ctypes.CDLL:
             ("PQgetisnull", i, [vp, i, i]), ("PQclear", None, [vp]),
             ("PQsendQuery", i, [vp, cp]), ("PQgetResult", vp, [vp]),
             ("PQconsumeInput", i, [vp]), ("PQisBusy", i, [vp]), ("PQsocket", i, [vp]),
+            ("PQconnectStart", vp, [cp]), ("PQconnectPoll", i, [vp]),
         ]:
             f = getattr(lib, fn)
             f.restype = res
@@ -67,9 +69,10 @@ def _rows(lib: ctypes.CDLL, res: int) -> Rows:
 class Session:
     """One connection (one backend process on the server)."""
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, *, conn: int | None = None) -> None:
+        """Connect (blocking), or adopt ``conn``, a connection made by connect_all()."""
         self._lib = _libpq()
-        self._conn: int | None = self._lib.PQconnectdb(conninfo.encode())
+        self._conn: int | None = conn if conn else self._lib.PQconnectdb(conninfo.encode())
         if not self._conn or self._lib.PQstatus(self._conn) != CONNECTION_OK:
             msg = self._error()
             self.close()
@@ -153,3 +156,45 @@ def query_all(sessions: Sequence[Session], sql: str, timeout: float = 3600.0) ->
                 del waiting[fd]
                 poller.unregister(fd)
     return [s.collect(sql) for s in sessions]
+
+
+def connect_all(conninfo: str, n: int, timeout: float = 3600.0) -> list[Session]:
+    """Open n sessions at once, as n clients arriving together would: every connection
+    started without blocking (PQconnectStart), then driven to the end (PQconnectPoll) as
+    its socket allows.  PgError (the others closed) if any fails."""
+    lib = _libpq()
+    conns: list[int] = [lib.PQconnectStart(conninfo.encode()) for _ in range(n)]
+    # Each connection's next wait; after PQconnectStart, as after POLLING_WRITING.
+    want = dict.fromkeys(range(n), POLLING_WRITING)
+    deadline = time.monotonic() + timeout
+    try:
+        if not all(conns):
+            raise PgError(f"connect ({conninfo}): out of memory")
+        while want:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{len(want)} of {n} connections still being made")
+            # The socket may change while a connection is made: a new poll set each round.
+            poller = select.poll()
+            by_fd: dict[int, int] = {}
+            for i, state in want.items():
+                fd = lib.PQsocket(conns[i])
+                by_fd[fd] = i
+                poller.register(fd, select.POLLIN if state == POLLING_READING
+                                else select.POLLOUT)
+            for fd, _ in poller.poll(min(left, 5.0) * 1000):
+                i = by_fd[fd]
+                state = lib.PQconnectPoll(conns[i])
+                if state == POLLING_OK:
+                    del want[i]
+                elif state == POLLING_FAILED:
+                    msg = (lib.PQerrorMessage(conns[i]) or b"").decode(errors="replace")
+                    raise PgError(f"connect ({conninfo}): {msg.strip()}")
+                else:
+                    want[i] = state
+    except BaseException:
+        for c in conns:
+            if c:
+                lib.PQfinish(c)
+        raise
+    return [Session(conninfo, conn=c) for c in conns]  # every one POLLING_OK: no failure

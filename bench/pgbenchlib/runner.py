@@ -16,8 +16,14 @@ of the shared host falls on all alike), each a fresh server start:
    through shared buffers at once (get_raw_page of every block: all 8 KiB of each
    buffer), and PageTables, VmPTE and minflt again with all still connected (and the
    region's stats);
-3. select-only pgbench with N clients (fixed transactions per client), then the same
-   with a new connection per transaction (-C) for the connection time.
+3. (plans with a storm) the connection storm: N sessions connect at once (non-blocking
+   connects) and each reads the first W MiB of pgbench_accounts through shared
+   buffers; the time until all N have their answer, each backend's faults, and the
+   time from closing them until every backend has exited;
+4. select-only pgbench with N clients: a warm-up run (dropped) then a time-based run
+   (-T; older plans: a fixed number of transactions per client); the TPC-B-like
+   read-write script the same way at the plan's read-write N; then select-only with a
+   new connection per transaction (-C) for the connection time.
 
 The document is saved after every run (mshare_lab.benchloop), so a timeout keeps what
 finished and another boot can resume it.
@@ -25,6 +31,7 @@ finished and another boot can resume it.
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 import time
@@ -34,7 +41,7 @@ from typing import Any
 
 from libmshare import fs, run_cmd
 from mshare_lab.benchloop import Cell, Loop, identity, load, rotation, save
-from mshare_lab.proc import meminfo_kib, minflt, mounts, system_info
+from mshare_lab.proc import meminfo_kib, minflt, mounts, state, system_info
 from mshare_lab.proc import page_tables_kib as page_tables
 from mshare_lab.proc import vm_pte_kib as vmpte
 from vmrun import provenance
@@ -43,12 +50,13 @@ from .cluster import (
     BIN,
     PRELOADED,
     Cluster,
+    PgbenchResult,
     hugepages,
     mount_tmpfs,
     region_maps,
     region_stats,
 )
-from .libpq import Session, query_all
+from .libpq import Session, connect_all, query_all
 from .plans import Plan
 
 __all__ = ["TOUCH_SQL", "WARM_SQL", "run_plan"]
@@ -60,7 +68,19 @@ WARM_SQL = ("select pg_prewarm('pgbench_accounts'), pg_prewarm('pgbench_accounts
 # generate_series in the select list streams (ProjectSet): no tuplestore to fault in.
 TOUCH_SQL = ("select sum(length(get_raw_page('{rel}', b::int))) from (select generate_series("
              "0, pg_relation_size('{rel}') / 8192 - 1) b) s")
+# The storm's read: the first {blocks} blocks of the accounts table, whole.
+STORM_SQL = ("select sum(length(get_raw_page('pgbench_accounts', b::int))) from (select "
+             "generate_series(0, least({blocks}, pg_relation_size('pgbench_accounts') / 8192)"
+             " - 1) b) s")
 ROOT = Path("/run/pgbench")
+BLOCK = 8192
+
+
+def _raise_nofile() -> None:
+    """pgbench -c N and this process's N sessions each need a descriptor per
+    connection: the soft limit up to the hard one."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _region(pid: int, region_dir: str) -> Doc:
@@ -82,6 +102,7 @@ class Bench:
         self.plan = plan
         self.out = out
         self.log = log
+        _raise_nofile()
         mount = fs.ensure_mounted()
         region_dir = run_cmd.prepare_dir("postgres", mount)
         if not any(m.target == str(ROOT) for m in mounts()):
@@ -183,10 +204,14 @@ class Bench:
                 self._touch_pass(r, n)
                 if preloaded:
                     r["region_touched"] = _region(c.pid, c.region_dir)
-            p = c.pgbench(["-S", "-n", "-c", str(n), "-j", str(min(n, 2)),
-                           "-t", str(self.plan.transactions)])
+            if self.plan.storm_mib:
+                r["storm"] = self._storm(n)
+            p = self._pgbench(["-S"], n)
             r.update(tps=p.tps, latency_ms=p.latency_ms, pgbench_failed=p.failed,
                      transactions=p.transactions)
+            if n in self.plan.rw_clients:
+                p = self._pgbench([], n)  # the built-in TPC-B-like script
+                r.update(rw_tps=p.tps, rw_latency_ms=p.latency_ms, rw_failed=p.failed)
             p = c.pgbench(["-S", "-n", "-C", "-c", str(n), "-j", str(min(n, 2)),
                            "-t", str(self.plan.connect_transactions)])
             r.update(tps_connect=p.tps, connection_ms=p.connection_ms,
@@ -194,6 +219,48 @@ class Bench:
         finally:
             c.stop()
         return r
+
+    def _pgbench(self, script: list[str], n: int) -> PgbenchResult:
+        """One pgbench run of N clients: time-based after a warm-up run whose numbers
+        are dropped, or (older plans) a fixed number of transactions per client."""
+        p = self.plan
+        common = [*script, "-n", "-c", str(n), "-j", str(min(n, 2))]
+        if not p.seconds:
+            return self.cluster.pgbench([*common, "-t", str(p.transactions)])
+        if p.warmup_seconds:
+            self.cluster.pgbench([*common, "-T", f"{p.warmup_seconds:g}"])
+        return self.cluster.pgbench([*common, "-T", f"{p.seconds:g}"])
+
+    def _storm(self, n: int) -> Doc:
+        """N clients at once, each reading the same W MiB through shared buffers: the
+        time until all have their answer, their backends' faults, and how long the N
+        backends take to exit once the clients hang up."""
+        c = self.cluster
+        blocks = self.plan.storm_mib * (1 << 20) // BLOCK
+        t0 = time.monotonic()
+        sessions = connect_all(c.conninfo(), n)
+        try:
+            connected = time.monotonic() - t0
+            results = query_all(sessions, STORM_SQL.format(blocks=blocks))
+            answered = time.monotonic() - t0
+            pids = [s.pid for s in sessions]
+            faults = [minflt(p) or 0 for p in pids]
+            sums = {rows[0][0] for rows in results}
+        finally:
+            t1 = time.monotonic()
+            for s in sessions:
+                s.close()
+        pending = set(pids)
+        while pending:  # the postmaster reaps its backends at once: gone from /proc
+            pending = {p for p in pending if state(p) not in (None, "Z", "X")}
+            if pending:
+                time.sleep(0.01)
+        gone = time.monotonic() - t1
+        if len(sums) != 1:
+            raise RuntimeError(f"storm sessions read different data: {sorted(map(str, sums))}")
+        return {"mib": self.plan.storm_mib, "bytes": int(sums.pop() or 0),
+                "connect_s": connected, "answer_s": answered, "disconnect_s": gone,
+                "faults": faults}
 
     def _touch_pass(self, r: Doc, n: int) -> None:
         c = self.cluster

@@ -4,7 +4,7 @@ keeps what finished and a later boot can resume the same plan where it stopped.
 
 A cell is one measurement of the plan (a repetition of one configuration at one
 point: for instance (clients, rep, config)); its run record carries its key as
-``"cell"``.  The document's ``"checkpoint"`` holds the run's identity (the plan, the
+``"cell"`` and the host's load before and after it as ``"host_load"`` (hostload).  The document's ``"checkpoint"`` holds the run's identity (the plan, the
 kernel build, the git revision) and the boots it took.  Resuming keeps every saved run
 and skips its cell; it refuses a document whose identity differs, because a plan's
 repetitions paired across two kernels or two revisions would judge neither.
@@ -16,6 +16,8 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+
+from . import hostload
 
 __all__ = ["Cell", "Loop", "ResumeError", "check_resume", "identity", "load", "rotation",
            "save"]
@@ -105,8 +107,12 @@ class Loop:
         for cell in cells:
             if cell in self.done:
                 continue
+            before = hostload.now(os.path.dirname(os.path.abspath(self.out)))
             r = measure(cell)
             r["cell"] = list(cell)
+            r["host_load"] = {
+                "before": before,
+                "after": hostload.now(os.path.dirname(os.path.abspath(self.out)))}
             self.doc["runs"].append(r)
             self.done.add(cell)
             self.doc["elapsed_s"] = self.elapsed

@@ -14,7 +14,7 @@ from typing import Any
 from kbuild import cli as kbuild_cli
 from kbuild import patches
 from kbuild.artifact import Build
-from mshare_lab import benchloop, env
+from mshare_lab import benchloop, env, hostload
 
 from . import provenance, status
 from .run import REPO, GuestResult, run
@@ -62,8 +62,9 @@ def run_script(script: str, args: Sequence[str], out: Path,
     # The guest's own Python is LIBMSHARE_PYTHON (expanded in the guest).
     cmd = ["sh", "-c", 'exec "$LIBMSHARE_PYTHON" "$0" "$@"', script, *args]
     print(f"{label}: in the guest: {shlex.join(cmd)}", file=sys.stderr, flush=True)
-    result = run(cmd, kernel_, cpus=cpus, memory=memory, timeout=timeout, rwdirs=[out.parent],
-                 kvm=kvm, cwd=REPO)
+    with hostload.Sampler(out.parent):  # the guest's runs record the host's load
+        result = run(cmd, kernel_, cpus=cpus, memory=memory, timeout=timeout,
+                     rwdirs=[out.parent], kvm=kvm, cwd=REPO)
     return result, load(out)
 
 
