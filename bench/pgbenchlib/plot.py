@@ -1,4 +1,5 @@
-"""The PNG: segment page tables, faults per backend and select-only tps against N."""
+"""The PNG: segment page tables, faults per backend, select-only tps and (plans
+with one) the connection storm's time, against N."""
 
 from __future__ import annotations
 
@@ -35,12 +36,15 @@ def plot(doc: dict[str, Any], path: str) -> bool:
         ("touch-pass faults per backend (log)", _exact(lambda r: r.faults), True),
         ("select-only tps (median, band: range)", lambda r: r.tps, False),
     ]
+    if any(r.storm_s for r in rs):
+        panels.append(("storm: s until all N answered (median, band: range)",
+                       lambda r: r.storm_s, False))
     ticks = sorted({r.clients for r in rs})
     s = doc["system"]
     title = (f"PostgreSQL 15, shared_buffers {doc['plan']['shared_buffers_mb']} MB: "
              f"{', '.join(doc['plan'].get('configs', CONFIGS))} ({s['accelerator']}, "
              f"kernel {s['kernel']})")
-    with lab_plot.panels(path, 3, (16, 4.8), title) as axes:
+    with lab_plot.panels(path, len(panels), (5.4 * len(panels), 4.8), title) as axes:
         for ax, (label, value, log_y) in zip(axes, panels, strict=True):
             for config in CONFIGS:
                 pts = [(r.clients, v) for r in rs if r.config == config
