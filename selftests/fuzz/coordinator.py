@@ -262,6 +262,17 @@ class Coordinator:
                         f"batch {batch}: data page {off // PAGE} of region {v.index} "
                         f"holds {got!r}, expected {want!r}")
 
+    def check_mlocked(self) -> None:
+        """Every worker is gone and every region freed: the mlocked page count is back
+        where it started (a window is never mlocked; a worker's own locked memory goes
+        with it), or some path left NR_MLOCK unbalanced.  Mid-run it may read negative
+        for a moment (vmstat_refresh says so), as mlock and munlock on two CPUs fold at
+        different times: only the balance at the end is a finding."""
+        left = kapi.meminfo()["Mlocked"] - self.result.memory_kb["Mlocked"]
+        if left:
+            self.result.findings.append(f"Mlocked is {left:+} kB from where it started "
+                                        "with every worker gone and every region freed")
+
     def scan_log(self, log: KmsgTail) -> None:
         for line in log.take():
             if dmesg.classify(line):  # the same scanner every guest run uses
@@ -274,8 +285,8 @@ def fuzz(seed: int, seconds: float, workers: int, ops_per_worker: int,
     the `beside` tools (see beside.py) running all along."""
     coord = Coordinator(seed, workers, ops_per_worker, tag, huge)
     info = kapi.meminfo()
-    coord.result.memory_kb = {k: info[k] for k in
-                              ("MemTotal", "MemFree", "Cached", "Shmem", "AnonPages", "Slab")}
+    coord.result.memory_kb = {k: info[k] for k in ("MemTotal", "MemFree", "Cached", "Shmem",
+                                                   "AnonPages", "Slab", "Mlocked")}
     log = KmsgTail()
     stop = threading.Event()
     compactor = threading.Thread(target=_compact_forever,
@@ -300,6 +311,7 @@ def fuzz(seed: int, seconds: float, workers: int, ops_per_worker: int,
         coord.result.findings += problems
         coord.drop_regions()
         coord.scan_log(log)
+        coord.check_mlocked()
         coord.result.seconds = round(time.monotonic() - start, 1)
         print(f"regionfuzz: wind-down {time.monotonic() - t_end:.1f} s; compaction "
               f"{coord.result.compaction}; memory at start (kB) {coord.result.memory_kb}",
