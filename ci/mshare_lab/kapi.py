@@ -14,6 +14,7 @@ import errno
 import fcntl
 import os
 import resource
+import signal
 import struct
 
 from libmshare import _libc as _sdk
@@ -310,6 +311,19 @@ def uffdio_register(fd: int, start: int, length: int, mode: int) -> int:
 
 _personality = _fn("personality", _int, _ul)
 _mincore = _fn("mincore", _int, _vp, _sz, ctypes.c_char_p)
+
+
+_prctl = _fn("prctl", _int, _int, _ul, _ul, _ul, _ul)
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int, sig: int = signal.SIGKILL) -> None:
+    """In a child forked by ``parent``: prctl(PR_SET_PDEATHSIG), sig when the parent
+    exits; exits at once if the parent is gone already (it died before the call)."""
+    if _prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+        _raise("prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def personality(persona: int) -> int:

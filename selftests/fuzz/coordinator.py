@@ -167,16 +167,40 @@ class Coordinator:
         started = time.monotonic()
         reports: dict[int, bytes] = {pid: b"" for pid in procs}
         open_fds = {fd: pid for pid, (_, fd) in procs.items()}
-        stuck_reported = False
+        stuck_reported = populated = False
+        exited: dict[int, int] = {}  # pid -> wait status
+
+        def read_report(fd: int) -> bool:
+            """Take what the pipe holds; True at its end of file (then it is closed)."""
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                return False
+            if chunk:
+                reports[open_fds[fd]] += chunk
+                return False
+            os.close(fd)
+            del open_fds[fd]
+            return True
+
         while open_fds:
             ready, _, _ = select.select(list(open_fds), [], [], 0.05)
             for fd in ready:
-                chunk = os.read(fd, 1 << 16)
-                if chunk:
-                    reports[open_fds[fd]] += chunk
-                else:
-                    os.close(fd)
-                    del open_fds[fd]
+                read_report(fd)
+            # A worker that has exited has written all it will: drain its pipe and stop
+            # waiting for the end of file, which a descendant still holding the write
+            # end would otherwise keep away for ever.
+            for fd, pid in list(open_fds.items()):
+                if pid not in exited:
+                    done, status = os.waitpid(pid, os.WNOHANG)
+                    if done:
+                        exited[pid] = status
+                if pid in exited:
+                    os.set_blocking(fd, False)
+                    while fd in open_fds and not read_report(fd):
+                        if not select.select([fd], [], [], 0)[0]:
+                            os.close(fd)
+                            del open_fds[fd]
             if victims and time.monotonic() - started > kill_after:
                 for pid in victims:
                     self._kill_and_release(pid)
@@ -190,14 +214,15 @@ class Coordinator:
                     self._kill_and_release(pid)
                 stuck_reported = True
             grew = kapi.meminfo()["Shmem"] - shmem0
-            if grew > SHMEM_SLACK_KB:
+            if grew > SHMEM_SLACK_KB and not populated:
                 res.findings.append(f"batch {batch}: Shmem grew by {grew} kB: a window "
                                     "was populated")
                 for pid in procs:
                     self._kill_and_release(pid)
+                populated = True
         t_reports = time.monotonic()
         for pid, (wid, _) in procs.items():
-            _, status = os.waitpid(pid, 0)
+            status = exited[pid] if pid in exited else os.waitpid(pid, 0)[1]
             self._collect(batch, wid, status, reports[pid])
         res.workers += len(procs)
         t_reaped = time.monotonic()

@@ -284,9 +284,14 @@ def fork_child(w: Worker, v: View, rng: random.Random) -> None:
     released with process_mrelease() while they run."""
     off = rng.choice(layout.data_pages(v.size))
     want = layout.data_byte(w.batch, v.index, off)
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         try:
+            # A grandchild must not outlive a worker the coordinator SIGKILLs: an orphan
+            # pausing for ever kept the worker's report pipe open, and the coordinator
+            # waited for its end of file for good (the short mode's overruns).
+            kapi.die_with_parent(parent)
             ok = kapi.peek(v.start + off, 1) == bytes([want])
             if rng.random() < 0.5:
                 signal.pause()

@@ -260,21 +260,24 @@ def test_outside_mapper_one_syscall_stays_near_memory_high(
         f"(memory.high {HIGH // MiB} MiB)"
 
 
-def _huge_writer_with_prober(path: str, start: int) -> Callable[[], tuple[float, float]]:
+def _huge_writer_with_prober(path: str, start: int) -> Callable[[], tuple[float, float, float]]:
     """Write a byte in each 2 MiB page of CAP while a second thread maps and unmaps an
     anonymous page every few ms, which needs this process's mmap_lock for writing:
-    (the prober's slowest mmap+munmap, seconds the writes took)."""
-    def body() -> tuple[float, float]:
+    (seconds the prober spent in mmap+munmap in all, its slowest one, seconds the
+    writes took)."""
+    def body() -> tuple[float, float, float]:
         _attach(path, start)
         stop = threading.Event()
-        worst = [0.0]
+        waited = [0.0, 0.0]  # total, worst
 
         def probe() -> None:
             while not stop.is_set():
                 t = time.monotonic()
                 anon = kapi.mmap(0, PAGE, harness.RW, kapi.MAP_PRIVATE | kapi.MAP_ANONYMOUS, -1)
                 kapi.munmap(anon, PAGE)
-                worst[0] = max(worst[0], time.monotonic() - t)
+                dt = time.monotonic() - t
+                waited[0] += dt
+                waited[1] = max(waited[1], dt)
                 time.sleep(0.005)
 
         prober = threading.Thread(target=probe)
@@ -285,15 +288,16 @@ def _huge_writer_with_prober(path: str, start: int) -> Callable[[], tuple[float,
         took = time.monotonic() - t0
         stop.set()
         prober.join()
-        return worst[0], took
+        return waited[0], waited[1], took
     return body
 
 
 # A 2 MiB fault may also compact or reclaim memory for its page (THP "defrag"), holding
 # the same locks as any fault on a VM_HUGEPAGE mapping that is not served under a VMA
-# lock: seconds under TCG on a guest a suite has fragmented (a clean-clone run waited
-# 1.9 s so).  That cost is the allocator's, not memory.high's: the test compacts first
-# and allocates without direct compaction, so what it times is the throttling alone.
+# lock.  That cost is the allocator's, not memory.high's: the test compacts first and
+# allocates without direct compaction.  (It does not explain the prober's rare long
+# stalls: one of 0.7 s came with compaction off.)
+BLOCKED_SHARE = 0.25
 NO_DIRECT_COMPACTION = {"/sys/kernel/mm/transparent_hugepage/defrag": "never"}
 # 2 MiB shmem pages allocated (the guest kernel has no VM event counters, so no
 # thp_file_alloc in /proc/vmstat).
@@ -311,13 +315,19 @@ def test_huge_region_fault_over_memory_high_throttles_holding_no_lock(
         Path("/proc/sys/vm/compact_memory").write_text("1")
         before = int(SHMEM_2M_ALLOCS.read_text())
         (memcg / "memory.high").write_text(str(HIGH // 2))
-        worst, took = _child(_huge_writer_with_prober(path, start)).result(timeout=240)
+        blocked, worst, took = _child(_huge_writer_with_prober(path, start)).result(timeout=240)
         huge = int(SHMEM_2M_ALLOCS.read_text()) - before
     print(f"# 2 MiB faults over memory.high: {took:.1f} s for {CAP // 2 // MiB} MiB "
-          f"({huge} 2 MiB pages), slowest mmap+munmap beside them {worst * 1000:.0f} ms")
+          f"({huge} 2 MiB pages); an mmap+munmap beside them: {blocked:.2f} s in all, the "
+          f"slowest {worst * 1000:.0f} ms")
     assert huge >= CAP // 2 // HUGE // 2, \
         f"only {huge} of {CAP // 2 // HUGE} faults got a 2 MiB page after compaction"
     assert took >= 2.0, f"{CAP // 2 // MiB} MiB past a {HIGH // 2 // MiB} MiB memory.high " \
         f"in {took:.1f} s: the writer was never throttled"
-    assert worst <= harness.scaled(0.5), \
-        f"an mmap beside the throttled faults waited {worst:.2f} s for the mmap_lock"
+    # Throttled inside the fault, the writer would hold the lock for nearly all of the
+    # time it took (v6: every 2 MiB fault slept there).  A stall of the prober's own (a
+    # 0.7 s and a 1.9 s one were seen after other tests, never with the test alone: its
+    # cause is not known) is a small share of it.
+    assert blocked <= BLOCKED_SHARE * took, \
+        f"mmap beside the throttled faults waited {blocked:.2f} s of the {took:.1f} s " \
+        f"they took (slowest {worst:.2f} s): the fault sleeps holding the mmap_lock"
