@@ -292,8 +292,9 @@ class Coordinator:
         the start: recorded, not judged.  A window is never mlocked, and vmstat_refresh's
         mid-run negatives are transients of two CPUs' folds; but the core's per-folio
         mlock count is not exact for a folio isolated when it is mlocked or munlocked
-        (compaction runs all along here), so a few shared file pages may stay counted
-        until reclaim looks at them: one run ended +20 kB."""
+        (compaction runs all along here), so a few pages the coordinator still maps may
+        stay counted: runs ended +20 and +24 kB, and Mlocked was back at 0 kB once the
+        coordinator had exited (not the regions': no leak left in the system)."""
         self.result.memory_kb["Mlocked_end"] = kapi.meminfo()["Mlocked"]
 
     def scan_log(self, log: KmsgTail) -> None:
