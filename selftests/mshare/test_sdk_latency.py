@@ -125,9 +125,10 @@ def _c_cycle_ns(exe: Path, path: str, start: int, size: int) -> float:
 
 
 def _sdk_cycle_ns(name: str, size: int, start: int | None) -> float:
-    """The SDK's cycle with the collector off, as timeit does: a full suite leaves this
-    process a large heap whose collections cost time that is not the SDK's (the same
-    cycle measured 2.0x C alone and 2.4x after the suite)."""
+    """The SDK's cycle with the collector off, as timeit does: its passes over a long-lived
+    test process's heap are not the SDK's cost.  (They are not what makes the cycle
+    slower after a full suite, 2.33-2.40x C there with or without them against 2.0-2.1x
+    alone, while C's cycle does not slow: that is not explained yet.)"""
     gc.collect()
     gc.disable()
     try:
