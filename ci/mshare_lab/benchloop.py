@@ -4,8 +4,9 @@ keeps what finished and a later boot can resume the same plan where it stopped.
 
 A cell is one measurement of the plan (a repetition of one configuration at one
 point: for instance (clients, rep, config)); its run record carries its key as
-``"cell"`` and the host's load before and after it as ``"host_load"`` (hostload).  The document's ``"checkpoint"`` holds the run's identity (the plan, the
-kernel build, the git revision) and the boots it took.  Resuming keeps every saved run
+``"cell"`` and the host's load before and after it as ``"host_load"`` (hostload).
+The document's ``"checkpoint"`` holds the run's identity (the plan, the kernel build,
+the git revision) and the boots it took.  Resuming keeps every saved run
 and skips its cell; it refuses a document whose identity differs, because a plan's
 repetitions paired across two kernels or two revisions would judge neither.
 """
@@ -89,6 +90,7 @@ class Loop:
             doc = resume
         self.doc = doc
         self.out = out
+        self._dir = os.path.dirname(os.path.abspath(out))  # where the host writes its load
         self.done = {tuple(r["cell"]) for r in doc.setdefault("runs", []) if "cell" in r}
         boots = (doc.get("checkpoint") or {}).get("boots", [])
         doc["checkpoint"] = {"identity": ident,
@@ -107,12 +109,10 @@ class Loop:
         for cell in cells:
             if cell in self.done:
                 continue
-            before = hostload.now(os.path.dirname(os.path.abspath(self.out)))
+            before = hostload.now(self._dir)
             r = measure(cell)
             r["cell"] = list(cell)
-            r["host_load"] = {
-                "before": before,
-                "after": hostload.now(os.path.dirname(os.path.abspath(self.out)))}
+            r["host_load"] = {"before": before, "after": hostload.now(self._dir)}
             self.doc["runs"].append(r)
             self.done.add(cell)
             self.doc["elapsed_s"] = self.elapsed

@@ -128,6 +128,25 @@ def state(pid: Pid = "self") -> str | None:
     return fields[0] if fields else None
 
 
+def pgid(pid: Pid = "self") -> int | None:
+    """The process group (/proc/PID/stat field 5), None once it is gone."""
+    fields = _stat(pid)
+    return int(fields[2]) if fields else None
+
+
+def wait_site(pid: Pid = "self", depth: int = 6) -> str | None:
+    """Where a task waits: its state, wchan and the top ``depth`` frames of its kernel
+    stack (root only), for a stuck task's report; a thread is "PID/task/TID".  None once
+    it is gone."""
+    try:
+        wchan = _read(f"/proc/{pid}/wchan").strip() or "-"
+        frames = _read(f"/proc/{pid}/stack").splitlines()[:depth]
+    except OSError:
+        return None
+    stack = " < ".join(f.split()[-1] for f in frames if f.split()) or "-"
+    return f"state {state(pid)} wchan {wchan} stack {stack}"
+
+
 def stat_flags(pid: Pid = "self") -> int | None:
     """The task's PF_* flags (/proc/PID/stat field 9; PF_KTHREAD 0x00200000 marks a kernel
     thread), None once it is gone."""

@@ -36,13 +36,7 @@ BATCH_LIMIT_S = 120.0  # a batch's workers take seconds; past this one is stuck
 
 def _stuck(pid: int) -> str:
     """What a worker that outlived its batch is doing, for the finding."""
-    try:
-        wchan = Path(f"/proc/{pid}/wchan").read_text().strip()
-        stack = " < ".join(line.split()[-1] for line in
-                           Path(f"/proc/{pid}/stack").read_text().splitlines()[:8])
-    except OSError:
-        return f"pid {pid} gone"
-    return f"pid {pid} state {proc.state(pid)} wchan {wchan or '-'} stack {stack or '-'}"
+    return f"pid {pid} {proc.wait_site(pid, 8) or 'gone'}"
 
 
 @dataclass
@@ -170,18 +164,17 @@ class Coordinator:
         stuck_reported = populated = False
         exited: dict[int, int] = {}  # pid -> wait status
 
-        def read_report(fd: int) -> bool:
-            """Take what the pipe holds; True at its end of file (then it is closed)."""
-            try:
-                chunk = os.read(fd, 1 << 16)
-            except BlockingIOError:
-                return False
-            if chunk:
-                reports[open_fds[fd]] += chunk
-                return False
+        def drop(fd: int) -> None:
             os.close(fd)
             del open_fds[fd]
-            return True
+
+        def read_report(fd: int) -> None:
+            """Take what a readable pipe holds; at its end of file, close it."""
+            chunk = os.read(fd, 1 << 16)
+            if chunk:
+                reports[open_fds[fd]] += chunk
+            else:
+                drop(fd)
 
         while open_fds:
             ready, _, _ = select.select(list(open_fds), [], [], 0.05)
@@ -196,11 +189,10 @@ class Coordinator:
                     if done:
                         exited[pid] = status
                 if pid in exited:
-                    os.set_blocking(fd, False)
-                    while fd in open_fds and not read_report(fd):
-                        if not select.select([fd], [], [], 0)[0]:
-                            os.close(fd)
-                            del open_fds[fd]
+                    while fd in open_fds and select.select([fd], [], [], 0)[0]:
+                        read_report(fd)
+                    if fd in open_fds:
+                        drop(fd)
             if victims and time.monotonic() - started > kill_after:
                 for pid in victims:
                     self._kill_and_release(pid)

@@ -16,26 +16,21 @@ from pathlib import Path
 import harness
 import pytest
 
+from mshare_lab import proc
+
 SEED = int(os.environ.get("LIBMSHARE_FUZZ_SEED", "20261201"))
 SECONDS = float(os.environ.get("LIBMSHARE_FUZZ_SECONDS", "150"))
 
 
-def _group_tasks(pgid: int) -> str:
-    """Every task of the fuzzer's process group, where it waits (state, wchan, the top
-    of its kernel stack): what an overrun leaves to explain it."""
+def _group_tasks(group: int) -> str:
+    """Every task of the fuzzer's process group and where it waits: what an overrun
+    leaves to explain it."""
     lines = []
     for task in sorted(Path("/proc").glob("[0-9]*/task/[0-9]*")):
-        try:
-            fields = (task / "stat").read_text().rpartition(")")[2].split()
-            if int(fields[2]) != pgid:
-                continue
-            wchan = (task / "wchan").read_text().strip() or "-"
-            stack = " < ".join(ln.split()[-1] for ln in
-                               (task / "stack").read_text().splitlines()[:6]) or "-"
-        except (OSError, IndexError, ValueError):
-            continue
-        lines.append(f"  task {task.name} (pid {task.parent.parent.name}) state "
-                     f"{fields[0]} wchan {wchan} stack {stack}")
+        where = f"{task.parent.parent.name}/task/{task.name}"
+        site = proc.wait_site(where) if proc.pgid(where) == group else None
+        if site:
+            lines.append(f"  task {task.name} (pid {task.parent.parent.name}) {site}")
     return "\n".join(lines) or "  (no task left)"
 
 
