@@ -14,28 +14,29 @@ mounting (and the ``LIBMSHARE_FAKE_MOUNT`` test hook), :mod:`libmshare.errors` f
 exceptions.
 """
 
-from .errors import (
-    AddressInUseError,
-    AddressRangeError,
-    AlignmentError,
-    AtomicUnavailableError,
-    MisalignedError,
-    MshareError,
-    MshareInfoError,
-    MsharePermissionError,
-    MshareValueError,
-    NotARegionError,
-    NotMountedError,
-    NotSupportedError,
-    RegionClosedError,
-    RegionEstablishedError,
-    RegionExistsError,
-    RegionLimitError,
-    RegionNameError,
-    RegionNotEstablishedError,
-    RegionNotFoundError,
-    SizeSyntaxError,
-)
+# The exceptions, re-exported in the "as" form: type checkers and linters take it as an
+# export, so __all__ can take their names from errors.__all__ instead of a copy.
+from . import errors
+from .errors import AddressInUseError as AddressInUseError
+from .errors import AddressRangeError as AddressRangeError
+from .errors import AlignmentError as AlignmentError
+from .errors import AtomicUnavailableError as AtomicUnavailableError
+from .errors import MisalignedError as MisalignedError
+from .errors import MshareError as MshareError
+from .errors import MshareInfoError as MshareInfoError
+from .errors import MsharePermissionError as MsharePermissionError
+from .errors import MshareValueError as MshareValueError
+from .errors import NotARegionError as NotARegionError
+from .errors import NotMountedError as NotMountedError
+from .errors import NotSupportedError as NotSupportedError
+from .errors import RegionClosedError as RegionClosedError
+from .errors import RegionEstablishedError as RegionEstablishedError
+from .errors import RegionExistsError as RegionExistsError
+from .errors import RegionLimitError as RegionLimitError
+from .errors import RegionNameError as RegionNameError
+from .errors import RegionNotEstablishedError as RegionNotEstablishedError
+from .errors import RegionNotFoundError as RegionNotFoundError
+from .errors import SizeSyntaxError as SizeSyntaxError
 from .fs import (
     DEFAULT_MOUNT,
     alignment,
@@ -65,29 +66,9 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_MOUNT",
     "DEFAULT_TIMEOUT",
-    "AddressInUseError",
-    "AddressRangeError",
-    "AlignmentError",
-    "AtomicUnavailableError",
-    "MisalignedError",
-    "MshareError",
-    "MshareInfoError",
-    "MsharePermissionError",
-    "MshareValueError",
-    "NotARegionError",
-    "NotMountedError",
-    "NotSupportedError",
     "Region",
-    "RegionClosedError",
-    "RegionEstablishedError",
-    "RegionExistsError",
     "RegionInfo",
-    "RegionLimitError",
-    "RegionNameError",
-    "RegionNotEstablishedError",
-    "RegionNotFoundError",
     "RegionStats",
-    "SizeSyntaxError",
     "alignment",
     "attach",
     "create",
@@ -105,3 +86,5 @@ __all__ = [
     "stat",
     "unlink",
 ]
+# Every exception class of libmshare.errors (not its from_errno/from_oserror).
+__all__ += [name for name in errors.__all__ if not name.startswith("from_")]
