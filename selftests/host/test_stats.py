@@ -202,13 +202,20 @@ def test_region_stats_come_from_the_backend(
     assert libmshare.stat("db").stats == want
 
 
+def _read_stats_fails(monkeypatch: pytest.MonkeyPatch, error: type[MshareError], err: int,
+                      message: str) -> None:
+    """The backend's read_stats raising error(err, message, path), as the binding would."""
+    def read_stats(self: object, fd: int, path: str) -> RegionStats:
+        raise error(err, message, path)
+
+    monkeypatch.setattr(_backend.EmulatedBackend, "read_stats", read_stats)
+
+
 def test_stat_on_a_kernel_without_the_ioctl_has_no_stats(
     fake_mount: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def lacking(self: object, fd: int, path: str) -> RegionStats:
-        raise NotSupportedError(errno.ENOTTY, "stats: lacks MSHARE_GET_STATS", path)
-
-    monkeypatch.setattr(_backend.EmulatedBackend, "read_stats", lacking)
+    _read_stats_fails(monkeypatch, NotSupportedError, errno.ENOTTY,
+                      "stats: lacks MSHARE_GET_STATS")
     libmshare.create("db", FAKE_ALIGN).close()
     assert libmshare.stat("db").stats is None
 
@@ -216,10 +223,7 @@ def test_stat_on_a_kernel_without_the_ioctl_has_no_stats(
 def test_stat_reports_other_stats_errors(
     fake_mount: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken(self: object, fd: int, path: str) -> RegionStats:
-        raise MshareError(errno.EIO, "stats: Input/output error", path)
-
-    monkeypatch.setattr(_backend.EmulatedBackend, "read_stats", broken)
+    _read_stats_fails(monkeypatch, MshareError, errno.EIO, "stats: Input/output error")
     libmshare.create("db", FAKE_ALIGN).close()
     with pytest.raises(MshareError) as e:
         libmshare.stat("db")
