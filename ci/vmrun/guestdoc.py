@@ -3,11 +3,12 @@ writable host directory, and bring the document back: the host side the benches 
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,11 @@ from mshare_lab import benchloop, env, hostload
 from . import provenance, status
 from .run import REPO, GuestResult, run
 
-__all__ = ["GuestResult", "kernel", "load", "resumable", "run_bench", "run_script"]
+__all__ = ["RESULTS", "GuestResult", "add_boot_options", "conclude", "kernel", "load",
+           "resumable", "run_bench", "run_script", "save_report"]
+
+Doc = dict[str, Any]
+RESULTS = REPO / "bench" / "results"
 
 
 def load(path: Path) -> dict[str, Any] | None:
@@ -101,3 +106,46 @@ def resumable(path: Path, plan: Any, image: Build | Path | None) -> dict[str, An
         "kernel": provenance.kernel_info(image, env.cache_root() / "builds")}
     benchloop.check_resume(doc, benchloop.identity(plan, record), str(path))
     return doc
+
+
+def add_boot_options(p: argparse.ArgumentParser, default_json: str) -> None:
+    """The options of a bench that boots a guest (run-sga, run-pgbench): where its
+    document goes, the saved run to resume, and the boot's memory, CPUs and kernel."""
+    p.add_argument("--json", metavar="FILE", help=f"where to save the JSON (default "
+                   f"{default_json}; the PNG goes beside it); the guest saves it after "
+                   "every run")
+    p.add_argument("--resume", metavar="FILE", help="continue the run saved in FILE (a "
+                   "result JSON, finished or not) with the same command: its runs are "
+                   "kept and not run again; refused if the plan, kernel or git revision "
+                   "differ")
+    p.add_argument("--memory", help="guest RAM (default: what the plan needs)")
+    p.add_argument("--cpus", type=int, default=2)
+    p.add_argument("--timeout", type=float, help="guest timeout in seconds")
+    p.add_argument("--kernel", help="boot this bzImage instead of the release flavor")
+    p.add_argument("--kvm", action="store_true", help="boot with KVM instead of TCG")
+
+
+def save_report(doc: Doc, json_path: Path, text: str,
+                plot: Callable[[Doc, str], bool]) -> None:
+    """Print a bench's report and save the document with it (as lines) at json_path,
+    and its plot as a PNG beside it."""
+    print(text)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {**doc, "report": text.splitlines()}
+    json_path.write_text(json.dumps(doc, indent=1) + "\n")
+    png = json_path.with_suffix(".png")
+    drawn = plot(doc, str(png))
+    print(f"\nsaved {json_path}" + (f" and {png}" if drawn else " (nothing to plot)"))
+
+
+def conclude(label: str, status: int, doc: Doc | None, finish: Callable[[Doc], int]) -> int:
+    """A bench's exit status once its boot is over: finish(doc) reports what came back,
+    all of it or (after a failed boot) what finished."""
+    if doc is None:
+        print(f"{label}: no results came back (status {status})", file=sys.stderr)
+        return status or 1
+    if status != 0:
+        print(f"{label}: the run ended with status {status}; reporting what finished",
+              file=sys.stderr)
+    code = finish(doc)
+    return status or code
