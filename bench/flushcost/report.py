@@ -113,12 +113,11 @@ def _fit(points: list[tuple[float, float]]) -> Doc | None:
     xs = [x for x, _ in points]
     if len(points) < 3 or max(xs) - min(xs) < max(xs) / 4:
         return None  # too narrow a range of moved pages to separate slope from offset
-    mx = statistics.fmean(x for x, _ in points)
-    my = statistics.fmean(y for _, y in points)
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    slope = sum((x - mx) * (y - my) for x, y in points) / sxx
-    return {"per_page_us": 1e6 * slope, "fixed_s": my - slope * mx, "runs": len(points),
-            "moved_range": [min(x for x, _ in points), max(x for x, _ in points)]}
+    line = stats.line_fit(points)
+    if line is None:
+        return None  # every run moved no page at all: nothing to fit
+    return {"per_page_us": 1e6 * line[0], "fixed_s": line[1], "runs": len(points),
+            "moved_range": [min(xs), max(xs)]}
 
 
 def fits(doc: Doc) -> list[Doc]:

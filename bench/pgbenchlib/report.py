@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from mshare_lab import stats
+from mshare_lab import stats, table
 from mshare_lab.stats import Spread, spread
 from mshare_lab.table import text as render
 
@@ -106,14 +106,6 @@ def rows(doc: Doc) -> list[Row]:
     return out
 
 
-def _ratio(value: float | None, base: float | None) -> str:
-    if value is None or base is None:
-        return "n/a"
-    if base <= 0:
-        return "inf" if value > 0 else "n/a"
-    return f"{value / base:.1f}x"
-
-
 def _kib(v: float | None) -> str:
     return "-" if v is None else f"{v:,.0f}"
 
@@ -123,13 +115,13 @@ def main_table(rs: list[Row]) -> str:
               "faults/backend", "touch s", "select-only tps", "latency ms", "connect ms",
               "PMD-mapped MiB", "PT vs msharefs", "faults vs msharefs"]
     base = {r.clients: r for r in rs if r.config == "msharefs" and not r.skipped}
-    table = []
+    cells = []
     for r in rs:
         if r.skipped:
-            table.append([r.config, str(r.clients), *["-"] * 10, f"skipped: {r.skipped}"])
+            cells.append([r.config, str(r.clients), *["-"] * 10, f"skipped: {r.skipped}"])
             continue
         b = base.get(r.clients)
-        table.append([
+        cells.append([
             r.config, str(r.clients), _kib(r.segment_kib), _kib(r.resident_kib),
             f"{_kib(r.vmpte_idle)}/{_kib(r.vmpte)}",
             "-" if r.faults is None else f"{r.faults:,.1f}",
@@ -139,10 +131,10 @@ def main_table(rs: list[Row]) -> str:
             r.connect.text("{:.1f}") if r.connect else "-",
             "-" if r.region is None else
             f"{r.region['pmd_mapped'] >> 20:,} of {r.region['resident'] >> 20:,}",
-            _ratio(r.segment_kib, b.segment_kib if b else None),
-            _ratio(r.faults, b.faults if b else None),
+            table.ratio(r.segment_kib, b.segment_kib if b else None),
+            table.ratio(r.faults, b.faults if b else None),
         ])
-    return render(header, table)
+    return render(header, cells)
 
 
 def storm_table(rs: list[Row]) -> str | None:
@@ -180,10 +172,6 @@ def _pairs(doc: Doc, n: int, new: str, base: str,
     return [got[new][i] for i in reps], [got[base][i] for i in reps]
 
 
-def _tps_pairs(doc: Doc, n: int, new: str, base: str) -> tuple[list[float], list[float]]:
-    return _pairs(doc, n, new, base)
-
-
 def _msharefs_goals(doc: Doc, n: int, by: dict[tuple[str, int], Row]) -> list[str]:
     """msharefs (4 KiB region) against stock, and huge pages beside it."""
     m, s, h = by.get(("msharefs", n)), by.get(("stock", n)), by.get(("huge", n))
@@ -207,7 +195,7 @@ def _msharefs_goals(doc: Doc, n: int, by: dict[tuple[str, int], Row]) -> list[st
                    f"{share:.2%} of stock's {s.faults:,.1f} (goal <= 1%): "
                    f"{'met' if ok else 'NOT met'}")
     if m.tps and s.tps:
-        judged = stats.judge_ratio(*_tps_pairs(doc, n, "msharefs", "stock"))
+        judged = stats.judge_ratio(*_pairs(doc, n, "msharefs", "stock"))
         out.append(f"[N={n}] select-only tps msharefs {m.tps.text()} vs stock "
                    f"{s.tps.text()} (goal msharefs/stock >= {judged.margin:g}): "
                    f"{judged.describe(plan)}")
@@ -239,7 +227,7 @@ def _msharefs_goals(doc: Doc, n: int, by: dict[tuple[str, int], Row]) -> list[st
             wins.append(f"faults/backend {h.faults:,.1f} vs {m.faults:,.1f}")
         # Ahead by the decision rule, not by medians: msharefs/huge below 1 with
         # 90% confidence (NOT met at margin 1); a short plan never claims it.
-        behind = stats.judge_ratio(*_tps_pairs(doc, n, "msharefs", "huge"), margin=1.0)
+        behind = stats.judge_ratio(*_pairs(doc, n, "msharefs", "huge"), margin=1.0)
         if h.tps and m.tps and behind.verdict is stats.Verdict.NOT_MET:
             wins.append(f"tps {h.tps.median:,.0f} vs {m.tps.median:,.0f}")
         out.append(f"[N={n}] huge pages beside msharefs: " + (
@@ -273,7 +261,7 @@ def _huge_region_goals(doc: Doc, n: int, by: dict[tuple[str, int], Row]) -> list
         out.append(f"[N={n}] msharefs-huge tps goal needs huge and msharefs-huge runs: "
                    "not evaluated")
     else:
-        judged = stats.judge_ratio(*_tps_pairs(doc, n, "msharefs-huge", "huge"))
+        judged = stats.judge_ratio(*_pairs(doc, n, "msharefs-huge", "huge"))
         out.append(f"[N={n}] select-only tps msharefs-huge {r.tps.text()} vs huge "
                    f"{h.tps.text()} (goal msharefs-huge/huge >= {judged.margin:g}): "
                    f"{judged.describe(plan)}")

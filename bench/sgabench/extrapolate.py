@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from examples.sga.result import RunResult
+from mshare_lab.stats import line_fit
 
 __all__ = ["SEED_PROCESSES", "SEED_SGA_GIB", "Fit", "fit", "seed_case_gib"]
 
@@ -28,19 +29,12 @@ class Fit:
 
 
 def fit(result: RunResult) -> Fit | None:
-    pts = [(m.attached, m.pt_rise_kib) for m in result.milestones]
-    if result.skipped or len(pts) < 2:
+    pts = [(float(m.attached), float(m.pt_rise_kib)) for m in result.milestones]
+    line = line_fit(pts) if not result.skipped and len(pts) >= 2 else None
+    if line is None:
         return None
-    n = len(pts)
-    mx = sum(x for x, _ in pts) / n
-    my = sum(y for _, y in pts) / n
-    sxx = sum((x - mx) ** 2 for x, _ in pts)
-    if sxx == 0:
-        return None
-    slope = sum((x - mx) * (y - my) for x, y in pts) / sxx
-    intercept = my - slope * mx
     gib = result.size / (1 << 30)
-    return Fit(intercept / gib, slope / gib, n, result.size)
+    return Fit(line[1] / gib, line[0] / gib, len(pts), result.size)
 
 
 def seed_case_gib(f: Fit) -> float:

@@ -6,7 +6,7 @@ from typing import Any
 
 from examples.sga.result import RunResult
 from libmshare import format_size
-from mshare_lab import stats
+from mshare_lab import stats, table
 from mshare_lab.table import text as render
 from vmrun import provenance
 
@@ -29,14 +29,6 @@ def huge_region_pt_bound_kib(size: int) -> int:
 
 def _mib(kib: float) -> str:
     return f"{kib / 1024:.2f}"
-
-
-def _ratio(value: float, base: float | None) -> str:
-    if base is None:
-        return "n/a"
-    if base <= 0:
-        return "inf" if value > 0 else "n/a"
-    return f"{value / base:.1f}x"
 
 
 def _touch_kth(r: RunResult) -> float:
@@ -88,9 +80,9 @@ def main_table(cr: CaseRuns) -> str:
             name, str(r.servers), format_size(r.size), _mib(r.pt_rise_kib),
             f"{r.mean(r.vmpte_after_kib):.0f}", f"{r.mean(r.touch_faults):.1f}",
             f"{_touch_kth(r) * 1e3:.1f}", f"{ops.median:,.0f}", _range(ops),
-            _ratio(r.pt_rise_kib, _base_rise(base, r.servers)),
-            _ratio(_touch_kth(r), _base_touch(base, r.servers)),
-            _ratio(ops.median, base_ops.median if base_ops else None),
+            table.ratio(r.pt_rise_kib, _base_rise(base, r.servers)),
+            table.ratio(_touch_kth(r), _base_touch(base, r.servers)),
+            table.ratio(ops.median, base_ops.median if base_ops else None),
             _checks(cr.reps.get(name, [r])),
         ])
     return render(header, rows)
@@ -109,7 +101,7 @@ def growth_table(cr: CaseRuns) -> str:
         row = [str(count), *(_mib(v) if v is not None else "" for v in rise.values())]
         if len(header) > len(names) + 1:
             s, m = rise["shm"], rise["mshare"]
-            row += [_ratio(s, m) if s is not None and m is not None else "", f"{count / 2:g}"]
+            row += [table.ratio(s, m) if s is not None and m is not None else "", f"{count / 2:g}"]
         rows.append(row)
     return render(header, rows)
 

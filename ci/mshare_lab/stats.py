@@ -28,7 +28,7 @@ from enum import Enum
 __all__ = [
     "CONFIDENCE", "MARGIN", "MIN_PAIRS", "RESAMPLES", "SEED", "CountJudgement",
     "RatioInterval", "RatioJudgement", "Spread", "Verdict", "judge_counts", "judge_ratio",
-    "ratio_interval", "spread",
+    "line_fit", "ratio_interval", "spread",
 ]
 
 MIN_PAIRS = 10
@@ -60,6 +60,18 @@ def spread(values: Sequence[float]) -> Spread | None:
     if not values:
         return None
     return Spread(statistics.median(values), min(values), max(values), len(values))
+
+
+def line_fit(points: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
+    """Least squares y = intercept + slope * x: (slope, intercept), None when every x is
+    the same (no slope to separate from the offset)."""
+    mx = statistics.fmean(x for x, _ in points)
+    my = statistics.fmean(y for _, y in points)
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    if sxx == 0:
+        return None
+    slope = sum((x - mx) * (y - my) for x, y in points) / sxx
+    return slope, my - slope * mx
 
 
 class Verdict(Enum):

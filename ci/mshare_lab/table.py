@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["markdown", "text"]
+__all__ = ["markdown", "ratio", "text"]
 
 
 def _numeric(cell: str) -> bool:
@@ -32,3 +32,13 @@ def markdown(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = 
     rule = ["--:" if align[i:i + 1] == "r" else "---" for i in range(len(header))]
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|",
                       *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def ratio(value: float | None, base: float | None) -> str:
+    """A ratio column's cell: value over base as "2.5x"; "n/a" where either is missing
+    (or both are zero), "inf" over a zero base."""
+    if value is None or base is None:
+        return "n/a"
+    if base <= 0:
+        return "inf" if value > 0 else "n/a"
+    return f"{value / base:.1f}x"
