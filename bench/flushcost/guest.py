@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from mshare_lab import paths, proc
@@ -69,16 +70,6 @@ PLANS: dict[str, Plan] = {
 }
 
 
-def _write(path: str, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
-
-
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
-
-
 VMSTAT_KEYS = ("pgmigrate_success", "pgmigrate_fail", "compact_migrate_scanned",
                "compact_free_scanned", "compact_isolated", "nr_tlb_remote_flush",
                "nr_tlb_remote_flush_received", "nr_tlb_local_flush_all",
@@ -94,7 +85,7 @@ def zone_free() -> dict[str, int]:
     """nr_free_pages of each zone (pages in per-CPU lists do not count as free)."""
     out: dict[str, int] = {}
     zone = "?"
-    for line in _read("/proc/zoneinfo").splitlines():
+    for line in Path("/proc/zoneinfo").read_text().splitlines():
         if line.startswith("Node"):
             zone = line.split()[-1]
         elif line.strip().startswith("nr_free_pages"):
@@ -106,7 +97,7 @@ def block_types() -> dict[str, list[int]]:
     """Pageblocks per migratetype and zone (/proc/pagetypeinfo's last table)."""
     out: dict[str, list[int]] = {}
     try:
-        text = _read("/proc/pagetypeinfo")
+        text = Path("/proc/pagetypeinfo").read_text()
     except OSError:
         return out
     lines = text.splitlines()
@@ -122,7 +113,7 @@ def block_types() -> dict[str, list[int]]:
 
 def compact() -> float:
     t0 = time.perf_counter()
-    _write("/proc/sys/vm/compact_memory", "1\n")
+    Path("/proc/sys/vm/compact_memory").write_text("1\n")
     return time.perf_counter() - t0
 
 
@@ -139,7 +130,7 @@ def prepare_guest() -> list[str]:
     for path, value in settings.items():
         if os.path.exists(path):
             try:
-                _write(path, value + "\n")
+                Path(path).write_text(value + "\n")
                 notes.append(f"{path} = {value}")
             except OSError as e:
                 notes.append(f"{path}: could not set {value}: {e}")
@@ -159,7 +150,7 @@ def prepare_guest() -> list[str]:
 
 
 def guest_info() -> Doc:
-    zones = [line.strip() for line in _read("/proc/zoneinfo").splitlines()
+    zones = [line.strip() for line in Path("/proc/zoneinfo").read_text().splitlines()
              if line.startswith("Node") or line.strip().startswith("managed")]
     opts = proc.kernel_config((
         "CONFIG_MSHARE", "CONFIG_DEBUG_VM", "CONFIG_LOCKDEP", "CONFIG_PROVE_LOCKING",
@@ -191,7 +182,7 @@ def one_run(backend: str, n: int, phase: str, plan: Plan, tag: str) -> Doc:
         for i in range(n):
             sharers.append(spawn(i, backend, name, nbytes, inherited))
         os.sched_setaffinity(0, {0})  # the compaction runs on CPU 0; the reader on CPU 1
-        _write("/proc/sys/vm/drop_caches", "3\n")
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
         run["precompact_s"] = compact()
         run["free_pages_before"] = zone_free()
         run["block_types_before"] = block_types()

@@ -85,6 +85,13 @@ def _mm_view(m: mmap.mmap, nbytes: int) -> tuple[int, memoryview]:
     return addr, buf
 
 
+def _shm_map(fd: int, nbytes: int) -> Mapping:
+    """A sharer's MAP_SHARED mapping of the /dev/shm file open at fd."""
+    m = mmap.mmap(fd, nbytes, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    addr, buf = _mm_view(m, nbytes)
+    return Mapping("shm", addr, nbytes, buf, fd, m)
+
+
 def region_path(name: str) -> str:
     return os.path.join(libmshare.ensure_mounted(), name)
 
@@ -111,10 +118,7 @@ def create(backend: str, name: str, nbytes: int, inherited: mmap.mmap | None) ->
     if backend == "shm":
         fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         os.ftruncate(fd, nbytes)
-        m = mmap.mmap(fd, nbytes, flags=mmap.MAP_SHARED,
-                      prot=mmap.PROT_READ | mmap.PROT_WRITE)
-        addr, buf = _mm_view(m, nbytes)
-        return Mapping(backend, addr, nbytes, buf, fd, m)
+        return _shm_map(fd, nbytes)
     if backend == "anon":
         return attach(backend, name, nbytes, inherited)
     raise ValueError(f"unknown backend {backend!r}")
@@ -131,11 +135,7 @@ def attach(backend: str, name: str, nbytes: int, inherited: mmap.mmap | None) ->
         addr = _raw_map(start, size, fd)
         return Mapping(backend, addr, size, _view(addr, nbytes), fd)
     if backend == "shm":
-        fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR)
-        m = mmap.mmap(fd, nbytes, flags=mmap.MAP_SHARED,
-                      prot=mmap.PROT_READ | mmap.PROT_WRITE)
-        addr, buf = _mm_view(m, nbytes)
-        return Mapping(backend, addr, nbytes, buf, fd, m)
+        return _shm_map(os.open(os.path.join(SHM_DIR, name), os.O_RDWR), nbytes)
     if backend == "anon":
         if inherited is None:
             raise ValueError("anon needs the mapping inherited from the driver")

@@ -10,8 +10,7 @@ Commands (each answered with one JSON line):
 - ``attach``: (the others) map the memory and read one byte of every page; with
   ``cpu``, pinned to that CPU from then on (so it only ever runs there).
 - ``pfns``: record the PFN of every shared page (``/proc/self/pagemap``); with
-  ``compare`` also say how many changed since the last call (pages that migrated);
-  with ``dump`` return them all.
+  ``compare`` also say how many changed since the last call (pages that migrated).
 - ``read``: start a reader loop pinned to ``cpu``: 4 MiB chunks, one byte per page,
   a timestamp after each chunk, until a ``stop`` command arrives; the answer to
   ``stop`` carries the timestamps and the reader's minor faults.
@@ -126,8 +125,6 @@ def _handle(st: _State, cmd: dict[str, Any], cmd_fd: int, rd: IO[str]) -> dict[s
         assert st.m is not None
         now = mem.pfns(st.m.addr, st.nbytes)
         out: dict[str, Any] = {"present": sum(1 for p in now if p)}
-        if cmd.get("dump"):
-            out["all"] = now.tolist()
         if cmd.get("compare"):
             out["moved"] = sum(1 for a, b in zip(st.pfns, now, strict=True) if a and b and a != b)
             out["lost"] = sum(1 for a, b in zip(st.pfns, now, strict=True) if a and not b)

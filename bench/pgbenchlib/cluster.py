@@ -199,12 +199,17 @@ class Cluster:
         s.update(extra or {})
         return s
 
+    def _postgres(self, settings: Mapping[str, str], *extra: str) -> list[str]:
+        """The server's command line: the data directory, extra, then every setting."""
+        return [str(BIN / "postgres"), "-D", str(self.data), *extra,
+                *(arg for k, v in settings.items() for arg in ("-c", f"{k}={v}"))]
+
+    def show(self, name: str, settings: Mapping[str, str]) -> str:
+        """postgres -C name: its value under these settings (the server must be down)."""
+        return self.run(self._postgres(settings, "-C", name)).stdout.strip()
+
     def shared_memory_size_mb(self, settings: Mapping[str, str]) -> int:
-        """postgres -C shared_memory_size for these settings (the server must be down)."""
-        args = [str(BIN / "postgres"), "-D", str(self.data), "-C", "shared_memory_size"]
-        for k, v in settings.items():
-            args += ["-c", f"{k}={v}"]
-        return int(self.run(args).stdout.strip().rstrip("MB"))
+        return int(self.show("shared_memory_size", settings).rstrip("MB"))
 
     def preload_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         env = run_cmd.preload_env(self.region_dir, mount=self.mount, base={},
@@ -222,9 +227,7 @@ class Cluster:
         extra = self.preload_env() if config in PRELOADED else {}
         extra.update(env or {})
         self.log = self.root / f"server-{label or config}.log"
-        args = [str(BIN / "postgres"), "-D", str(self.data)]
-        for k, v in settings.items():
-            args += ["-c", f"{k}={v}"]
+        args = self._postgres(settings)
         with open(self.log, "ab") as logf:
             self._log_start = self.log.stat().st_size
             self.proc = subprocess.Popen(args, env=self.env(extra), cwd=self.root,

@@ -11,6 +11,7 @@ backend's own (about 150-250 KiB), which sets shared_buffers; the table fills mo
 from __future__ import annotations
 
 import argparse
+import copy
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -51,10 +52,6 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Plan:
-        return cls(**d)
 
 
 PLANS: dict[str, Plan] = {
@@ -97,7 +94,7 @@ def resolve(name: str, *, clients: str | None = None, configs: str | None = None
             reps: int | None = None, transactions: int | None = None) -> Plan:
     """A plan with the command line's overrides (comma-separated lists as given), the
     same on the host (to check a resume) and in the guest (to run it)."""
-    plan = Plan.from_json(PLANS[name].to_json())
+    plan = copy.deepcopy(PLANS[name])
     if clients:
         plan.clients = [int(x) for x in clients.split(",") if x]
     if configs:

@@ -47,7 +47,6 @@ from mshare_lab.proc import vm_pte_kib as vmpte
 from vmrun import provenance
 
 from .cluster import (
-    BIN,
     PRELOADED,
     Cluster,
     PgbenchResult,
@@ -157,11 +156,7 @@ class Bench:
         save(self.doc, self.out)
 
     def huge_pages_needed(self) -> int:
-        args = [str(BIN / "postgres"), "-D", str(self.cluster.data), "-C",
-                "shared_memory_size_in_huge_pages"]
-        for k, v in self.settings("huge").items():
-            args += ["-c", f"{k}={v}"]
-        return int(self.cluster.run(args).stdout.strip())
+        return int(self.cluster.show("shared_memory_size_in_huge_pages", self.settings("huge")))
 
     def run_one(self, config: str, n: int, rep: int, touch: bool) -> Doc:
         r: Doc = {"config": config, "clients": n, "rep": rep, "skipped": None}

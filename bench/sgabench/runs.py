@@ -52,7 +52,6 @@ class CaseRuns:
         return spread([r.touch_s[r.kth() - 1] for r in self.reps.get(backend, [])
                        if not r.skipped and r.touch_s])
 
-
     def paired(self, new: str, base: str,
                value: Callable[[RunResult], float]) -> tuple[list[float], list[float]]:
         """Two backends' values, paired by repetition (each repetition ran every backend
