@@ -1,20 +1,10 @@
 """The guest side: every (backend, N, phase) run of the plan, repeated and interleaved.
 
-One run:
-
-1. fork N sharers (for ``anon`` after mapping the memory they inherit);
-2. drop the page cache and compact, so that the memory is packed and quiet;
-3. sharer 0 creates the memory and populates it interleaved with a filler it frees;
-4. sharers 1..N-1 map it and read every page (every sharer has every page mapped);
-5. sharer 0 records the PFNs of the shared pages;
-6. phase ``reader``: sharer N-1 starts reading its pages on CPU 1, and the driver
-   waits ``baseline_s`` for its undisturbed throughput;
-7. the driver, pinned to CPU 0, writes 1 to /proc/sys/vm/compact_memory (synchronous:
-   compacts every zone) and times the write; /proc/vmstat and /proc/interrupts are
-   read on either side;
-8. phase ``reader``: ``after_s`` more of reading, then the reader stops;
-9. sharer 0 compares the PFNs: how many shared pages moved;
-10. everyone exits; the memory is unlinked.
+One run (one_run) is the ten steps of README.md's "What one run does": fork the sharers,
+pack memory, populate the shared pages interleaved with a freed filler, map them in every
+sharer, record their PFNs, compact (timed, with /proc/vmstat and /proc/interrupts on
+either side; in phase ``reader`` with one sharer reading meanwhile), count the PFNs that
+changed.
 """
 
 from __future__ import annotations

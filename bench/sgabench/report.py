@@ -134,6 +134,15 @@ def counters_table(doc: Doc, cr: CaseRuns, case_idx: int) -> str | None:
     return render(header, rows)
 
 
+def _touch_faults_goal(where: str, cr: CaseRuns, backend: str, bound: int) -> str:
+    """The last attacher's touch faults: a count, every repetition's against the bound."""
+    k = cr.runs[backend].kth()
+    counted = stats.judge_counts([r.touch_faults[k - 1] for r in cr.reps[backend]
+                                  if not r.skipped and len(r.touch_faults) >= k], bound)
+    return f"[{where}] {backend} attacher #{k} touch faults (goal <= {bound}): " \
+        f"{counted.describe()}"
+
+
 def huge_region_goals(where: str, cr: CaseRuns, plan: str | None) -> list[str]:
     """mshare-huge: page tables bounded whatever N, few faults, throughput against
     hugetlb (2 MiB pages without sharing) by mshare_lab.stats' rule."""
@@ -146,12 +155,7 @@ def huge_region_goals(where: str, cr: CaseRuns, plan: str | None) -> list[str]:
         ok = x.pt_rise_kib <= bound
         out.append(f"[{where}] mshare-huge PageTables rise at N={x.attached}: "
                    f"{x.pt_rise_kib:,} KiB (goal <= {bound} KiB): {'met' if ok else 'NOT met'}")
-    k = r.kth()
-    counted = stats.judge_counts([x.touch_faults[k - 1] for x in cr.reps["mshare-huge"]
-                                  if not x.skipped and len(x.touch_faults) >= k],
-                                 HUGE_REGION_FAULTS)
-    out.append(f"[{where}] mshare-huge attacher #{k} touch faults (goal <= "
-               f"{HUGE_REGION_FAULTS}): {counted.describe()}")
+    out.append(_touch_faults_goal(where, cr, "mshare-huge", HUGE_REGION_FAULTS))
     h = cr.runs.get("hugetlb")
     if h is None or h.skipped:
         out.append(f"[{where}] mshare-huge throughput goal needs a hugetlb run: "
@@ -183,12 +187,8 @@ def goals(doc: Doc) -> list[str]:
                 ok = ratio >= x.attached / 2
                 out.append(f"[{where}] PageTables shm/mshare at N={x.attached}: {ratio:.1f} "
                            f"(goal >= {x.attached / 2:g}): {'met' if ok else 'NOT met'}")
+        out.append(_touch_faults_goal(where, cr, "mshare", 10))
         k = m.kth()
-        # A count: every repetition's, against the bound.
-        counted = stats.judge_counts([r.touch_faults[k - 1] for r in cr.reps["mshare"]
-                                      if not r.skipped and len(r.touch_faults) >= k], 10)
-        out.append(f"[{where}] mshare attacher #{k} touch faults (goal <= 10): "
-                   f"{counted.describe()}")
         mt, st = cr.touch_kth_s("mshare"), cr.touch_kth_s("shm")
         assert mt is not None and st is not None
         plan = doc.get("plan_name")
