@@ -17,16 +17,17 @@ across fork().
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import mmap
 import os
 import struct
-from array import array
 from dataclasses import dataclass
 
 import libmshare
 from libmshare import _libc
 from libmshare.addrspace import find_free_window
+from mshare_lab import kapi
 
 __all__ = [
     "BACKENDS",
@@ -42,10 +43,6 @@ __all__ = [
 PAGE = 4096
 BACKENDS = ("region", "shm", "anon")
 SHM_DIR = "/dev/shm"
-
-PROT_RW = 0x1 | 0x2
-MAP_SHARED = 0x01
-MAP_FIXED_NOREPLACE = 0x100000
 
 
 @dataclass
@@ -72,7 +69,8 @@ class Mapping:
 
 
 def _raw_map(start: int, length: int, fd: int) -> int:
-    return _libc.mmap(start, length, PROT_RW, MAP_SHARED | MAP_FIXED_NOREPLACE, fd)
+    return _libc.mmap(start, length, _libc.PROT_READ | _libc.PROT_WRITE,
+                      _libc.MAP_SHARED | _libc.MAP_FIXED_NOREPLACE, fd)
 
 
 def _view(addr: int, nbytes: int) -> memoryview:
@@ -148,26 +146,12 @@ def remove(backend: str, name: str) -> None:
     """Unlink what create() made (the memory goes with the last mapping)."""
     path = region_path(name) if backend == "region" else os.path.join(SHM_DIR, name)
     if backend != "anon":
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        except FileNotFoundError:
-            pass
 
 
-PFN_MASK = (1 << 55) - 1
-PRESENT = 1 << 63
-
-
-def pfns(addr: int, nbytes: int) -> array[int]:
-    """PFN of each page of [addr, addr+nbytes) in this process (0: not present).
-
-    Needs CAP_SYS_ADMIN (the guest runs as root); without it the kernel reports 0.
-    """
-    out = array("Q")
-    with open("/proc/self/pagemap", "rb", buffering=0) as f:
-        raw = os.pread(f.fileno(), nbytes // PAGE * 8, addr // PAGE * 8)
-    entries = array("Q")
-    entries.frombytes(raw)
-    for e in entries:
-        out.append(e & PFN_MASK if e & PRESENT else 0)
-    return out
+def pfns(addr: int, nbytes: int) -> list[int]:
+    """PFN of each page of [addr, addr+nbytes) in this process (0: not present); the
+    kernel shows PFNs to CAP_SYS_ADMIN only (the guest runs as root)."""
+    return [e & kapi.PM_PFN_MASK if e & kapi.PM_PRESENT else 0
+            for e in kapi.pagemap(addr, nbytes // PAGE)]

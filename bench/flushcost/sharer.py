@@ -79,7 +79,7 @@ class _State:
     inherited: mmap.mmap | None
     m: mem.Mapping | None = None
     cpu: int | None = None  # pinned here by attach
-    pfns: array[int] = field(default_factory=lambda: array("Q"))
+    pfns: list[int] = field(default_factory=list)
 
 
 def _reader(st: _State, cpu: int, cmd_fd: int) -> dict[str, Any]:
