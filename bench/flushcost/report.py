@@ -74,10 +74,10 @@ def aggregate(doc: Doc) -> list[Doc]:
     for phase in plan["phases"]:
         for n in plan["sharers"]:
             for backend in plan["backends"]:
-                runs = [r for r in doc["runs"] if r.get("ok") and r["phase"] == phase
-                        and r["backend"] == backend and r["sharers"] == n]
-                failed = [r for r in doc["runs"] if not r.get("ok") and r["phase"] == phase
-                          and r["backend"] == backend and r["sharers"] == n]
+                mine = [r for r in doc["runs"]
+                        if (r["phase"], r["backend"], r["sharers"]) == (phase, backend, n)]
+                runs = [r for r in mine if r.get("ok")]
+                failed = [r for r in mine if not r.get("ok")]
                 row: Doc = {"phase": phase, "backend": backend, "sharers": n,
                             "runs": len(runs), "failed": len(failed),
                             "errors": [r.get("error") for r in failed]}
