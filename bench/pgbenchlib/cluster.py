@@ -322,8 +322,8 @@ class Cluster:
                     cmd = f.read()
             except OSError:
                 continue
-            if st.st_uid == self.pw.pw_uid and str(self.data).encode() in cmd or \
-                    st.st_uid == self.pw.pw_uid and cmd.startswith(b"postgres:"):
+            if st.st_uid == self.pw.pw_uid and (str(self.data).encode() in cmd
+                                                 or cmd.startswith(b"postgres:")):
                 out.append(int(d))
         return out
 

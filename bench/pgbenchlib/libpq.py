@@ -54,16 +54,8 @@ Rows = list[tuple[str | None, ...]]
 
 
 def _rows(lib: ctypes.CDLL, res: int) -> Rows:
-    out: Rows = []
-    for r in range(lib.PQntuples(res)):
-        row: list[str | None] = []
-        for c in range(lib.PQnfields(res)):
-            if lib.PQgetisnull(res, r, c):
-                row.append(None)
-            else:
-                row.append(lib.PQgetvalue(res, r, c).decode())
-        out.append(tuple(row))
-    return out
+    return [tuple(None if lib.PQgetisnull(res, r, c) else lib.PQgetvalue(res, r, c).decode()
+                  for c in range(lib.PQnfields(res))) for r in range(lib.PQntuples(res))]
 
 
 class Session:
