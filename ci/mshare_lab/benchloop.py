@@ -91,6 +91,7 @@ class Loop:
         self.doc = doc
         self.out = out
         self._dir = os.path.dirname(os.path.abspath(out))  # where the host writes its load
+        os.makedirs(self._dir, exist_ok=True)
         self.done = {tuple(r["cell"]) for r in doc.setdefault("runs", []) if "cell" in r}
         boots = (doc.get("checkpoint") or {}).get("boots", [])
         doc["checkpoint"] = {"identity": ident,
