@@ -21,7 +21,7 @@ from . import provenance, status
 from .run import REPO, GuestResult, run
 
 __all__ = ["RESULTS", "GuestResult", "add_boot_options", "conclude", "kernel", "load",
-           "resumable", "run_bench", "run_script", "save_report"]
+           "resumable", "resume_arg", "run_bench", "run_script", "save_report"]
 
 Doc = dict[str, Any]
 RESULTS = REPO / "bench" / "results"
@@ -106,6 +106,16 @@ def resumable(path: Path, plan: Any, image: Build | Path | None) -> dict[str, An
         "kernel": provenance.kernel_info(image, env.cache_root() / "builds")}
     benchloop.check_resume(doc, benchloop.identity(plan, record), str(path))
     return doc
+
+
+def resume_arg(label: str, path: str | None, plan: Any, image: Build | Path | None) -> Doc | None:
+    """What a bench's --resume gives its boot: None without one, else resumable(); a
+    refused document is reported under ``label`` and ends the bench with status 2."""
+    try:
+        return resumable(Path(path), plan, image) if path else None
+    except benchloop.ResumeError as e:
+        print(f"{label}: {e}", file=sys.stderr)
+        raise SystemExit(2) from e
 
 
 def add_boot_options(p: argparse.ArgumentParser, default_json: str) -> None:
