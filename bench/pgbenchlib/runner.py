@@ -1,31 +1,13 @@
-"""The guest side of bench/run-pgbench: one cluster, four server configurations,
-interleaved, every client count of the plan.
+"""The guest side of bench/run-pgbench: one cluster (initdb, pgbench -i, on a tmpfs), then
+for each client count N and repetition every configuration once, a fresh server start
+each, in an order rotated so that a slow spell of the shared host falls on all alike.
 
-Once: msharefs mounted and a directory in it for postgres, a tmpfs for the data and
-socket directories, ``initdb --data-checksums``, ``pgbench -i -s SCALE``.  Then for each
-client count N and repetition, every configuration in a rotated order (so a slow spell
-of the shared host falls on all alike), each a fresh server start:
-
-1. warm-up: one session loads the tables into shared buffers (pg_prewarm) and leaves;
-   the PageTables rise over its query minus its own VmPTE rise gives the segment tables
-   that outlive it (the region's own copy under msharefs; nothing for stock and huge
-   pages); under the preload, the region's stats (MSHARE_GET_STATS: resident,
-   PMD-mapped, page tables) after it;
-2. (first repetition) the touch pass: N sessions connect and idle (PageTables, and each
-   backend's VmPTE and minflt), then every session reads the whole of pgbench_accounts
-   through shared buffers at once (get_raw_page of every block: all 8 KiB of each
-   buffer), and PageTables, VmPTE and minflt again with all still connected (and the
-   region's stats);
-3. (plans with a storm) the connection storm: N sessions connect at once (non-blocking
-   connects) and each reads the first W MiB of pgbench_accounts through shared
-   buffers; the time until all N have their answer, each backend's faults, and the
-   time from closing them until every backend has exited;
-4. select-only pgbench with N clients: a warm-up run (dropped) then a time-based run
-   (-T; older plans: a fixed number of transactions per client); the TPC-B-like
-   read-write script the same way at the plan's read-write N; then select-only with a
-   new connection per transaction (-C) for the connection time.
-
-The document is saved after every run (mshare_lab.benchloop), so a timeout keeps what
+A run (Bench._measure) warms the buffers with one session, whose PageTables rise less its
+own VmPTE rise is what outlives it (the region's copy under msharefs); then, in the first
+repetition, the touch pass (N idle sessions, then all reading every block of
+pgbench_accounts with get_raw_page, which reads all 8 KiB of each buffer), the storm
+(plans with one) and the pgbench runs.  bench/README.md says what each number means.
+The document is saved after every run (mshare_lab.benchloop): a timeout keeps what
 finished and another boot can resume it.
 """
 
