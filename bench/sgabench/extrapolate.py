@@ -24,8 +24,6 @@ SEED_SGA_GIB = 300
 class Fit:
     fixed_kib: float        # per GiB of SGA, paid once
     per_process_kib: float  # per GiB of SGA, paid by every attacher
-    points: int
-    size: int
 
 
 def fit(result: RunResult) -> Fit | None:
@@ -34,7 +32,7 @@ def fit(result: RunResult) -> Fit | None:
     if line is None:
         return None
     gib = result.size / (1 << 30)
-    return Fit(line[1] / gib, line[0] / gib, len(pts), result.size)
+    return Fit(line[1] / gib, line[0] / gib)
 
 
 def seed_case_gib(f: Fit) -> float:

@@ -56,10 +56,8 @@ def _checks(runs: list[RunResult]) -> str:
             f"{r.verify_bad_blocks} bad blocks, lock {'ok' if r.lock_ok else 'lost updates'}")
 
 
-def _range(sp: Spread | None, scale: float = 1.0, fmt: str = ",.0f") -> str:
-    if sp is None:
-        return "-"
-    return f"{sp.low * scale:{fmt}}-{sp.high * scale:{fmt}} ({sp.n})"
+def _range(sp: Spread | None) -> str:
+    return "-" if sp is None else f"{sp.low:,.0f}-{sp.high:,.0f} ({sp.n})"
 
 
 def main_table(cr: CaseRuns) -> str:
@@ -172,10 +170,11 @@ def huge_region_goals(where: str, cr: CaseRuns, plan: str | None) -> list[str]:
 def goals(doc: Doc) -> list[str]:
     """The issue's goals, each with what was measured and whether it was met."""
     out: list[str] = []
+    plan = doc.get("plan_name")
     for cr in cases_of(doc):
         m, s = cr.runs.get("mshare"), cr.runs.get("shm")
         where = f"N={cr.case.servers}, S={format_size(cr.case.size)}"
-        out += huge_region_goals(where, cr, doc.get("plan_name"))
+        out += huge_region_goals(where, cr, plan)
         if m is None or s is None or m.skipped or s.skipped:
             out.append(f"[{where}] goals need both mshare and shm runs: not evaluated")
             continue
@@ -191,7 +190,6 @@ def goals(doc: Doc) -> list[str]:
         k = m.kth()
         mt, st = cr.touch_kth_s("mshare"), cr.touch_kth_s("shm")
         assert mt is not None and st is not None
-        plan = doc.get("plan_name")
         # Higher is better: shm's time over mshare's, each repetition's pair.
         speed = stats.judge_ratio(*cr.paired("shm", "mshare", _touch_kth), margin=20)
         out.append(f"[{where}] attacher #{k} touch, shm time / mshare time (medians "
