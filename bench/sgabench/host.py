@@ -1,4 +1,4 @@
-"""The host side: run bench/sga-guest in one guest boot (or on this host), then report."""
+"""Run bench/sga-guest on this host (run-sga --host), as run-sga's boot runs it in a guest."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kbuild.artifact import Build
-from mshare_lab import benchloop, env
+from mshare_lab import benchloop
 from vmrun import guestdoc, provenance
 
-__all__ = ["run_guest", "run_host"]
+__all__ = ["GUEST_SCRIPT", "run_host"]
 
 REPO = Path(__file__).resolve().parents[2]
 GUEST_SCRIPT = "bench/sga-guest"
@@ -34,14 +33,3 @@ def run_host(guest_args: list[str], out: Path,
     if doc is not None:
         doc["provenance"] = provenance.finish(record)
     return code, doc
-
-
-def run_guest(guest_args: list[str], *, memory: str, cpus: int, timeout: float,
-              kernel: Build | Path, kvm: bool, out: Path,
-              resume: dict[str, Any] | None = None) -> tuple[int, dict[str, Any] | None]:
-    """One boot of the kernel; the guest saves its JSON to ``out`` after every run."""
-    use_kvm = kvm or env.kvm()
-    args = [*guest_args, "--accelerator", "KVM" if use_kvm else "TCG", "--reserve-hugepages"]
-    return guestdoc.run_bench(GUEST_SCRIPT, args, kernel, label="run-sga", cpus=cpus,
-                              memory=memory, timeout=timeout, kvm=use_kvm, out=out,
-                              resume=resume)
