@@ -156,10 +156,9 @@ def guest_info() -> Doc:
 
 def _rate(stamps: list[float], chunk_pages: int, lo: float, hi: float) -> float | None:
     """Pages per second read by chunks that ended in [lo, hi)."""
-    inside = [s for s in stamps if lo <= s < hi]
-    if hi - lo <= 0 or not inside:
-        return None if hi - lo <= 0 else 0.0
-    return len(inside) * chunk_pages / (hi - lo)
+    if hi - lo <= 0:
+        return None
+    return sum(1 for s in stamps if lo <= s < hi) * chunk_pages / (hi - lo)
 
 
 def one_run(backend: str, n: int, phase: str, plan: Plan, tag: str) -> Doc:

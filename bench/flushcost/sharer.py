@@ -19,6 +19,7 @@ Commands (each answered with one JSON line):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import os
@@ -37,10 +38,7 @@ CHUNK_PAGES = 1024
 
 
 def _pin(cpu: int | None) -> None:
-    if cpu is None:
-        os.sched_setaffinity(0, range(os.cpu_count() or 1))
-    else:
-        os.sched_setaffinity(0, {cpu})
+    os.sched_setaffinity(0, range(os.cpu_count() or 1) if cpu is None else {cpu})
 
 
 def _touch_read(buf: memoryview) -> int:
@@ -52,10 +50,8 @@ def _populate(m: mem.Mapping, nbytes: int) -> dict[str, Any]:
     _pin(0)
     filler = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
                        prot=mmap.PROT_READ | mmap.PROT_WRITE)
-    try:
+    with contextlib.suppress(AttributeError, OSError):
         filler.madvise(mmap.MADV_NOHUGEPAGE)
-    except (AttributeError, OSError):
-        pass
     fbuf = memoryview(filler)
     buf = m.buf
     t0 = time.perf_counter()
@@ -195,10 +191,8 @@ class Sharer:
         return self.recv()
 
     def finish(self) -> int:
-        try:
+        with contextlib.suppress(BrokenPipeError, ValueError):
             self.send(op="exit")
-        except (BrokenPipeError, ValueError):
-            pass
         self.cmd.close()
         self.reply.close()
         _, status = os.waitpid(self.pid, 0)
