@@ -18,10 +18,7 @@ from typing import Any
 __all__ = ["CONFIGS", "PLANS", "Plan", "config_list", "positive", "resolve", "timeout_s"]
 
 MiB = 1 << 20
-# The server configurations (pgbenchlib.cluster says how each starts): stock
-# (huge_pages=off), huge (huge_pages=on, hugetlb pages reserved per run), msharefs (stock
-# plus the preload: a 4 KiB region) and msharefs-huge (huge_pages=on plus the preload: a
-# region of 2 MiB pages, nothing reserved).
+# The server configurations: pgbenchlib.cluster's docstring says what each one is.
 CONFIGS = ("stock", "huge", "msharefs", "msharefs-huge")
 
 

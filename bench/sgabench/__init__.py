@@ -1,6 +1,3 @@
-"""The SGA page-table benchmark: plans, the guest-side runner, table, plot, extrapolation.
-
-``bench/run-sga`` (host) boots the guest once and runs ``bench/sga-guest`` in it;
-``sga-guest`` runs every backend at the same N and S with :mod:`examples.sga` and
-writes JSON; the host prints the table and draws the plot from that JSON.
+"""The SGA page-table benchmark: bench/run-sga's host side (plans, report, plot) and
+bench/sga-guest's guest side (examples.sga on every backend, saved as JSON).
 """

@@ -60,10 +60,9 @@ def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 def run_plan(cases: list[Case], backends: list[str], out: str, *, accelerator: str | None,
              reserve_hugepages: bool, repeat: int = 1, plan_name: str = "custom",
              resume: bool = False, log: Callable[[str], None] = print) -> Doc:
-    """Every case `repeat` times; each repetition runs every backend once, in the order
-    rotated by one per repetition (mshare_lab.benchloop.rotation), so the backends are
-    interleaved.  Saved after every run; with ``resume``, the document already at ``out``
-    is continued (the same plan, kernel and git revision only)."""
+    """Every case `repeat` times, each repetition every backend once in its rotated order
+    (mshare_lab.benchloop.rotation: a slow spell of the shared host falls on all alike),
+    saved after every run; with ``resume``, the document at ``out`` is continued."""
     saved = load(out) if resume else None
     plan = plan_json(plan_name, cases, backends, repeat)
     note = ensure_dev_shm()

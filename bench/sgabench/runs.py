@@ -1,11 +1,7 @@
-"""Reading a benchmark document: runs grouped by case and backend, with repetitions.
-
-bench/run-sga runs every case `repeat` times, each time every backend once, the order
-rotated by one backend per repetition (interleaved: a slow spell of the shared host falls
-on every backend alike, not on whichever ran then). A backend's throughput is reported as
-the median of its repetitions with their spread (lowest to highest); the tables of
-memory and faults show the repetition whose throughput is that median.
-"""
+"""Reading a benchmark document: runs grouped by case and backend, with repetitions
+(interleaved: see guest.run_plan).  A backend's throughput is the median of its
+repetitions with their range; the tables of memory and faults show the repetition whose
+throughput is that median."""
 
 from __future__ import annotations
 
