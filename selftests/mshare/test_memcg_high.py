@@ -253,19 +253,22 @@ def _worker_reader(path: str, start: int, nbytes: int) -> Callable[[], None]:
     return body
 
 
-def _peak_of_one_read(group: Path, body: Callable[[], None]) -> int:
-    """The region cgroup's highest memory.current while a mapper runs body (for up to
-    10 s, then it is killed)."""
+def _peak_of_one_read(group: Path, regions: harness.Regions, name: str,
+                      reader: Callable[[str, int, int], Callable[[], None]]) -> int:
+    """A region in group, memory.high HIGH; a mapper outside it runs reader(path, start,
+    CAP) (for up to 10 s, then it is killed): the group's highest memory.current."""
     peak = 0
-    reader = _child(body)
-    try:
-        deadline = time.monotonic() + harness.scaled(10)
-        while time.monotonic() < deadline and not _exited(reader.pid):
+    with harness.region_in_cgroup(group, regions, name) as (path, start):
+        (group / "memory.high").write_text(str(HIGH))
+        mapper = _child(reader(path, start, CAP))
+        try:
+            deadline = time.monotonic() + harness.scaled(10)
+            while time.monotonic() < deadline and not _exited(mapper.pid):
+                peak = max(peak, _current(group))
+                time.sleep(0.02)
             peak = max(peak, _current(group))
-            time.sleep(0.02)
-        peak = max(peak, _current(group))
-    finally:
-        _kill(reader)
+        finally:
+            _kill(mapper)
     return peak
 
 
@@ -275,9 +278,7 @@ def test_outside_mapper_one_syscall_stays_near_memory_high(
     """A large overcharge inside one system call is throttled at once, as for a task in
     the cgroup (the core's synchronous check), not only on the way back to user space:
     one read(2) of 64 MiB into the window keeps the region cgroup under 2 x high."""
-    with harness.region_in_cgroup(memcg, regions, "sys") as (path, start):
-        (memcg / "memory.high").write_text(str(HIGH))
-        peak = _peak_of_one_read(memcg, _outside_reader(path, start, CAP))
+    peak = _peak_of_one_read(memcg, regions, "sys", _outside_reader)
     assert peak < 2 * HIGH, \
         f"one read(2) by an outside mapper took the region cgroup to {peak // MiB} MiB " \
         f"(memory.high {HIGH // MiB} MiB)"
@@ -289,9 +290,7 @@ def test_io_uring_worker_one_read_stays_near_memory_high(
     """An io_uring worker's region faults pay for the region cgroup's memory.high like its
     process's (review of v7, F1: user workers were left to their own cgroup's count, so
     nothing held the region cgroup): one 64 MiB read stays under 2 x high."""
-    with harness.region_in_cgroup(memcg, regions, "uring") as (path, start):
-        (memcg / "memory.high").write_text(str(HIGH))
-        peak = _peak_of_one_read(memcg, _worker_reader(path, start, CAP))
+    peak = _peak_of_one_read(memcg, regions, "uring", _worker_reader)
     assert peak < 2 * HIGH, \
         f"one io_uring read by an outside mapper's worker took the region cgroup to " \
         f"{peak // MiB} MiB (memory.high {HIGH // MiB} MiB)"
