@@ -19,7 +19,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from libmshare import fs, run_cmd
@@ -108,7 +108,6 @@ class PgbenchResult:
     connection_ms: float | None
     transactions: int
     failed: int
-    output: str = field(repr=False, default="")
 
 
 def parse_pgbench(out: str) -> PgbenchResult:
@@ -125,7 +124,7 @@ def parse_pgbench(out: str) -> PgbenchResult:
     conn = num(r"average connection time = ([0-9.]+) ms")
     if conn is None:
         conn = num(r"initial connection time = ([0-9.]+) ms")
-    return PgbenchResult(tps, lat, conn, int(done or 0), int(failed or 0), out)
+    return PgbenchResult(tps, lat, conn, int(done or 0), int(failed or 0))
 
 
 class Cluster:
@@ -140,7 +139,6 @@ class Cluster:
         self.region_dir = region_dir or f"{mount}/{USER}"
         self.pw = pwd.getpwnam(USER) if os.geteuid() == 0 else pwd.getpwuid(os.getuid())
         self.proc: subprocess.Popen[bytes] | None = None
-        self.config: str | None = None
         self.log: Path | None = None
         self._log_start = 0
 
@@ -211,13 +209,12 @@ class Cluster:
     def shared_memory_size_mb(self, settings: Mapping[str, str]) -> int:
         return int(self.show("shared_memory_size", settings).rstrip("MB"))
 
-    def preload_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    def preload_env(self) -> dict[str, str]:
         env = run_cmd.preload_env(self.region_dir, mount=self.mount, base={},
                                   user=self.pw.pw_name)
         fake = os.environ.get(fs.FAKE_MOUNT_ENV)
         if fake:  # the SDK's host-test hook: regions emulated by ordinary files
             env[fs.FAKE_MOUNT_ENV] = fake
-        env.update(extra or {})
         return env
 
     def start(self, config: str, settings: Mapping[str, str], *, label: str | None = None,
@@ -233,7 +230,6 @@ class Cluster:
             self.proc = subprocess.Popen(args, env=self.env(extra), cwd=self.root,
                                          stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                          **self._as_user())  # type: ignore[call-overload]
-        self.config = config
         self.wait_ready(wait)
         return self.pid
 
