@@ -78,9 +78,7 @@ def _view(addr: int, nbytes: int) -> memoryview:
 
 
 def _mm_view(m: mmap.mmap, nbytes: int) -> tuple[int, memoryview]:
-    buf = memoryview(m)[:nbytes]
-    addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
-    return addr, buf
+    return ctypes.addressof(ctypes.c_char.from_buffer(m)), memoryview(m)[:nbytes]
 
 
 def _shm_map(fd: int, nbytes: int) -> Mapping:
@@ -103,10 +101,9 @@ def anon_premap(nbytes: int) -> mmap.mmap:
 def create(backend: str, name: str, nbytes: int, inherited: mmap.mmap | None) -> Mapping:
     """The first sharer: make the memory (no page is touched here)."""
     if backend == "region":
-        path = region_path(name)
         align = libmshare.alignment()
         window = -(-nbytes // align) * align
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(region_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         start = find_free_window(window, align)
         if start is None:
             os.close(fd)
@@ -144,10 +141,9 @@ def attach(backend: str, name: str, nbytes: int, inherited: mmap.mmap | None) ->
 
 def remove(backend: str, name: str) -> None:
     """Unlink what create() made (the memory goes with the last mapping)."""
-    path = region_path(name) if backend == "region" else os.path.join(SHM_DIR, name)
     if backend != "anon":
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+            os.unlink(region_path(name) if backend == "region" else os.path.join(SHM_DIR, name))
 
 
 def pfns(addr: int, nbytes: int) -> list[int]:
