@@ -101,7 +101,7 @@ def _reader(st: _State, cpu: int, cmd_fd: int) -> dict[str, Any]:
             "nvcsw": ru1.ru_nvcsw - ru0.ru_nvcsw, "nivcsw": ru1.ru_nivcsw - ru0.ru_nivcsw}
 
 
-def _handle(st: _State, cmd: dict[str, Any], cmd_fd: int, rd: IO[str]) -> dict[str, Any]:
+def _handle(st: _State, cmd: dict[str, Any], reply_fd: int, rd: IO[str]) -> dict[str, Any]:
     op = cmd["op"]
     if op == "populate":
         st.m = mem.create(st.backend, st.name, st.nbytes, st.inherited)
@@ -125,16 +125,14 @@ def _handle(st: _State, cmd: dict[str, Any], cmd_fd: int, rd: IO[str]) -> dict[s
             out["moved"] = sum(1 for a, b in zip(st.pfns, now, strict=True) if a and b and a != b)
             out["lost"] = sum(1 for a, b in zip(st.pfns, now, strict=True) if a and not b)
         else:
-            lo = min((p for p in now if p), default=0)
-            hi = max(now, default=0)
-            out["pfn_min"], out["pfn_max"] = lo, hi
+            out["pfn_min"] = min((p for p in now if p), default=0)
+            out["pfn_max"] = max(now, default=0)
             out["pageblocks"] = len({p >> 9 for p in now if p})
         st.pfns = now
         return out
     if op == "read":
-        start_reply = json.dumps({"started": time.monotonic()})
-        os.write(cmd["reply_fd"], (start_reply + "\n").encode())
-        result = _reader(st, int(cmd["cpu"]), cmd_fd)
+        os.write(reply_fd, (json.dumps({"started": time.monotonic()}) + "\n").encode())
+        result = _reader(st, int(cmd["cpu"]), rd.fileno())
         stop = json.loads(rd.readline())
         if stop.get("op") != "stop":
             raise RuntimeError(f"expected stop, got {stop}")
@@ -154,8 +152,7 @@ def _child(idx: int, backend: str, name: str, nbytes: int, inherited: mmap.mmap 
         if cmd["op"] == "exit":
             break
         try:
-            cmd["reply_fd"] = reply_fd
-            reply = _handle(st, cmd, cmd_fd, rd)
+            reply = _handle(st, cmd, reply_fd, rd)
         except (OSError, RuntimeError, ValueError, KeyError, AssertionError) as e:
             # The driver reports it and stops the run.
             reply = {"error": f"sharer {idx}: {type(e).__name__}: {e}"}
