@@ -204,11 +204,9 @@ def one_run(backend: str, n: int, phase: str, plan: Plan, tag: str) -> Doc:
             rd = reader.recv()
             stamps = [float(s) for s in rd["stamps"]]
             cp = int(rd["chunk_pages"])
-            before = _rate(stamps, cp, started + 0.3, t0)  # skip the loop's warm-up
-            during = _rate(stamps, cp, t0, t1)
-            after = _rate(stamps, cp, t1, t2)
-            run["reader"] = {"before_pages_s": before, "during_pages_s": during,
-                             "after_pages_s": after, "minflt": rd["minflt"],
+            run["reader"] = {"before_pages_s": _rate(stamps, cp, started + 0.3, t0),  # skip warm-up
+                             "during_pages_s": _rate(stamps, cp, t0, t1),
+                             "after_pages_s": _rate(stamps, cp, t1, t2), "minflt": rd["minflt"],
                              "nvcsw": rd["nvcsw"], "nivcsw": rd["nivcsw"],
                              "chunks": len(stamps)}
         run["vmstat"] = {k: v1[k] - v0[k] for k in VMSTAT_KEYS if k in v0 and k in v1}
@@ -221,8 +219,7 @@ def one_run(backend: str, n: int, phase: str, plan: Plan, tag: str) -> Doc:
         run["ok"] = False
         run["error"] = f"{type(e).__name__}: {e}"
     finally:
-        statuses = [s.finish() for s in sharers]
-        run["exit_statuses"] = sorted(set(statuses))
+        run["exit_statuses"] = sorted({s.finish() for s in sharers})
         mem.remove(backend, name)
         if inherited is not None:
             inherited.close()
