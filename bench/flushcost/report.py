@@ -82,8 +82,7 @@ def aggregate(doc: Doc) -> list[Doc]:
                             "runs": len(runs), "failed": len(failed),
                             "errors": [r.get("error") for r in failed]}
                 for key, fn in METRICS.items():
-                    vals = [v for v in (fn(r) for r in runs) if v is not None]
-                    row[key] = _stat([float(v) for v in vals])
+                    row[key] = _stat([float(v) for r in runs if (v := fn(r)) is not None])
                 row["ipis_idle_cpu"] = _stat([v for v in (_ipis_on(r, cpu) for r in runs)
                                               if v is not None])
                 rows.append(row)
@@ -183,12 +182,11 @@ def markdown(doc: Doc, rows: list[Doc]) -> str:
     out.append(table.markdown(header, [_row(r) for r in rows], "llrrrrrrrrrr"))
     pairs = idle_cpu_pairs(doc)
     if pairs:
-        ok = sum(1 for p in pairs if p["region"] is not None and p["shm"] is not None
-                 and p["region"] <= p["shm"])
-        out.append("")
         # Issue 20's goal is about counts: judged on every pair, not on a ratio.
         excess = [int(p["region"] - p["shm"]) for p in pairs
                   if p["region"] is not None and p["shm"] is not None]
+        ok = sum(1 for e in excess if e <= 0)
+        out.append("")
         verdict = stats.judge_counts(excess, 0).describe() if excess else "no pairs"
         out.append(f"IPIs received by CPU {pairs[0]['cpu']}, which never runs a sharer, "
                    f"region against the same repetition's shm run: region <= shm in {ok} "
