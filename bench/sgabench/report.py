@@ -35,11 +35,11 @@ def _touch_kth(r: RunResult) -> float:
     return r.touch_s[r.kth() - 1]
 
 
-def _base_rise(base: RunResult | None, n: int) -> float | None:
-    """mshare's PageTables rise with n servers attached (a milestone, or its N)."""
-    if base is None:
+def _rise_at(run: RunResult | None, n: int) -> float | None:
+    """A run's PageTables rise with n servers attached (a milestone, or its N)."""
+    if run is None:
         return None
-    return next((m.pt_rise_kib for m in base.milestones if m.attached == n), None)
+    return next((m.pt_rise_kib for m in run.milestones if m.attached == n), None)
 
 
 def _base_touch(base: RunResult | None, n: int) -> float | None:
@@ -78,7 +78,7 @@ def main_table(cr: CaseRuns) -> str:
             name, str(r.servers), format_size(r.size), _mib(r.pt_rise_kib),
             f"{r.mean(r.vmpte_after_kib):.0f}", f"{r.mean(r.touch_faults):.1f}",
             f"{_touch_kth(r) * 1e3:.1f}", f"{ops.median:,.0f}", _range(ops),
-            table.ratio(r.pt_rise_kib, _base_rise(base, r.servers)),
+            table.ratio(r.pt_rise_kib, _rise_at(base, r.servers)),
             table.ratio(_touch_kth(r), _base_touch(base, r.servers)),
             table.ratio(ops.median, base_ops.median if base_ops else None),
             _checks(cr.reps.get(name, [r])),
@@ -94,8 +94,7 @@ def growth_table(cr: CaseRuns) -> str:
     counts = sorted({m.attached for n in names for m in cr.runs[n].milestones})
     rows = []
     for count in counts:
-        rise = {n: next((m.pt_rise_kib for m in cr.runs[n].milestones if m.attached == count),
-                        None) for n in names}
+        rise = {n: _rise_at(cr.runs[n], count) for n in names}
         row = [str(count), *(_mib(v) if v is not None else "" for v in rise.values())]
         if len(header) > len(names) + 1:
             s, m = rise["shm"], rise["mshare"]
