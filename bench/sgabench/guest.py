@@ -53,10 +53,6 @@ def counters() -> dict[str, int]:
     return out
 
 
-def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    return {k: after[k] - before[k] for k in after if k in before}
-
-
 def run_plan(cases: list[Case], backends: list[str], out: str, *, accelerator: str | None,
              reserve_hugepages: bool, repeat: int = 1, plan_name: str = "custom",
              resume: bool = False, log: Callable[[str], None] = print) -> Doc:
@@ -102,7 +98,7 @@ def run_plan(cases: list[Case], backends: list[str], out: str, *, accelerator: s
         with contextlib.suppress(OSError):
             sys.stdout.flush()
         return {"case": idx, "rep": rep, **result.to_json(),
-                "counters": _delta(before, counters())}
+                "counters": {k: v - before[k] for k, v in counters().items() if k in before}}
 
     cells: list[Cell] = [(idx, rep, name) for idx in range(len(cases))
                          for rep in range(repeat) for name in rotation(backends, rep)]

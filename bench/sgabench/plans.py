@@ -79,5 +79,4 @@ def guest_memory(cases: list[Case]) -> str:
     for c in cases:
         per_server = 4 * MiB + c.size // 512  # private heap + worst-case SGA tables
         need = max(need, 2 * GiB + c.servers * per_server + 2 * c.size)
-    gib = max(4, -(-need // GiB))
-    return f"{gib}G"
+    return f"{max(4, -(-need // GiB))}G"
