@@ -65,8 +65,7 @@ class Row:
 
 def rows(doc: Doc) -> list[Row]:
     out = []
-    clients = doc["plan"]["clients"]
-    for n in clients:
+    for n in doc["plan"]["clients"]:
         for config in CONFIGS:
             runs = [r for r in doc["runs"] if r["clients"] == n and r["config"] == config]
             if not runs:
@@ -100,8 +99,7 @@ def rows(doc: Doc) -> list[Row]:
                 row.disconnect_s = spread([st["disconnect_s"] for st in storms])
                 row.storm_faults = statistics.mean(
                     statistics.mean(st["faults"]) for st in storms)
-            if any("rw_tps" in r for r in ok):
-                row.rw_tps = spread([r["rw_tps"] for r in ok if "rw_tps" in r])
+            row.rw_tps = spread([r["rw_tps"] for r in ok if "rw_tps" in r])
             out.append(row)
     return out
 
