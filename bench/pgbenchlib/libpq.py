@@ -26,8 +26,7 @@ _lib: ctypes.CDLL | None = None
 def _libpq() -> ctypes.CDLL:
     global _lib
     if _lib is None:
-        name = ctypes.util.find_library("pq") or "libpq.so.5"
-        lib = ctypes.CDLL(name)
+        lib = ctypes.CDLL(ctypes.util.find_library("pq") or "libpq.so.5")
         vp, cp, i = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
         for fn, res, args in [
             ("PQconnectdb", vp, [cp]), ("PQstatus", i, [vp]), ("PQerrorMessage", cp, [vp]),
