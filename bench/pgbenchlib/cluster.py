@@ -19,7 +19,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from libmshare import fs, run_cmd
@@ -108,6 +108,7 @@ class PgbenchResult:
     connection_ms: float | None
     transactions: int
     failed: int
+    output: str = field(repr=False, default="")  # pgbench's own words, for failure messages
 
 
 def parse_pgbench(out: str) -> PgbenchResult:
@@ -124,7 +125,7 @@ def parse_pgbench(out: str) -> PgbenchResult:
     conn = num(r"average connection time = ([0-9.]+) ms")
     if conn is None:
         conn = num(r"initial connection time = ([0-9.]+) ms")
-    return PgbenchResult(tps, lat, conn, int(done or 0), int(failed or 0))
+    return PgbenchResult(tps, lat, conn, int(done or 0), int(failed or 0), out)
 
 
 class Cluster:
