@@ -35,8 +35,7 @@ _SQE = struct.Struct("=BBHiQQIIQ")
 
 def _check(ret: int, op: str) -> int:
     if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{op}: {os.strerror(err)}")
+        kapi._raise(op)  # the syscall layer's errno-to-OSError
     return ret
 
 
