@@ -1,15 +1,5 @@
-"""The three kinds of shared memory compared, as raw mappings, plus pagemap PFNs.
-
-Every backend maps ``nbytes`` of memory shared by all sharers:
-
-- ``region``: a msharefs region (``/sys/fs/mshare/NAME``), created by one sharer with
-  ``open(O_CREAT|O_EXCL)`` + ``mmap(MAP_SHARED|MAP_FIXED_NOREPLACE)`` of a whole
-  alignment unit (512 GiB window, only the first ``nbytes`` used), attached by the
-  others with ``pread`` of ``struct mshare_info`` and ``mmap`` at that start;
-- ``shm``: a ``/dev/shm`` file of ``nbytes`` that every sharer opens and maps
-  ``MAP_SHARED``;
-- ``anon``: one ``MAP_SHARED|MAP_ANONYMOUS`` mapping made by the driver before it
-  forks the sharers, which inherit it.
+"""The three kinds of shared memory compared (README.md's "Backends": ``region``,
+``shm``, ``anon``), as raw mappings, plus pagemap PFNs.
 
 Raw system calls only (the SDK's binding layer and :mod:`mmap`): no SDK bookkeeping
 across fork().
@@ -29,16 +19,7 @@ from libmshare import _libc
 from libmshare.addrspace import find_free_window
 from mshare_lab import kapi
 
-__all__ = [
-    "BACKENDS",
-    "PAGE",
-    "Mapping",
-    "anon_premap",
-    "attach",
-    "create",
-    "pfns",
-    "remove",
-]
+__all__ = ["BACKENDS", "PAGE", "Mapping", "anon_premap", "attach", "create", "pfns", "remove"]
 
 PAGE = 4096
 BACKENDS = ("region", "shm", "anon")
@@ -68,13 +49,11 @@ class Mapping:
             self.fd = -1
 
 
-def _raw_map(start: int, length: int, fd: int) -> int:
-    return _libc.mmap(start, length, _libc.PROT_READ | _libc.PROT_WRITE,
+def _region_map(fd: int, start: int, length: int, nbytes: int) -> Mapping:
+    """MAP_SHARED|MAP_FIXED_NOREPLACE of a region's whole window at its start."""
+    addr = _libc.mmap(start, length, _libc.PROT_READ | _libc.PROT_WRITE,
                       _libc.MAP_SHARED | _libc.MAP_FIXED_NOREPLACE, fd)
-
-
-def _view(addr: int, nbytes: int) -> memoryview:
-    return memoryview((ctypes.c_char * nbytes).from_address(addr)).cast("B")
+    return Mapping("region", addr, length, kapi.view(addr, nbytes), fd)
 
 
 def _mm_view(m: mmap.mmap, nbytes: int) -> tuple[int, memoryview]:
@@ -88,8 +67,11 @@ def _shm_map(fd: int, nbytes: int) -> Mapping:
     return Mapping("shm", addr, nbytes, buf, fd, m)
 
 
-def region_path(name: str) -> str:
-    return os.path.join(libmshare.ensure_mounted(), name)
+def _path(backend: str, name: str) -> str:
+    """The file the sharers of a region or of a /dev/shm file open."""
+    if backend == "region":
+        return os.path.join(libmshare.ensure_mounted(), name)
+    return os.path.join(SHM_DIR, name)
 
 
 def anon_premap(nbytes: int) -> mmap.mmap:
@@ -103,34 +85,30 @@ def create(backend: str, name: str, nbytes: int, inherited: mmap.mmap | None) ->
     if backend == "region":
         align = libmshare.alignment()
         window = -(-nbytes // align) * align
-        fd = os.open(region_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(_path(backend, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         start = find_free_window(window, align)
         if start is None:
             os.close(fd)
             raise OSError(0, "no free aligned window for the region")
-        addr = _raw_map(start, window, fd)
-        return Mapping(backend, addr, window, _view(addr, nbytes), fd)
+        return _region_map(fd, start, window, nbytes)
     if backend == "shm":
-        fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(_path(backend, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         os.ftruncate(fd, nbytes)
         return _shm_map(fd, nbytes)
-    if backend == "anon":
-        return attach(backend, name, nbytes, inherited)
-    raise ValueError(f"unknown backend {backend!r}")
+    return attach(backend, name, nbytes, inherited)  # anon: made before fork()
 
 
 def attach(backend: str, name: str, nbytes: int, inherited: mmap.mmap | None) -> Mapping:
     """Any other sharer: map the memory the first one made (no page is touched)."""
     if backend == "region":
-        fd = os.open(region_path(name), os.O_RDWR)
+        fd = os.open(_path(backend, name), os.O_RDWR)
         start, size = struct.unpack("QQ", os.pread(fd, 16, 0))
         if size < nbytes:
             os.close(fd)
             raise OSError(0, f"region {name} is {size} bytes, not {nbytes}")
-        addr = _raw_map(start, size, fd)
-        return Mapping(backend, addr, size, _view(addr, nbytes), fd)
+        return _region_map(fd, start, size, nbytes)
     if backend == "shm":
-        return _shm_map(os.open(os.path.join(SHM_DIR, name), os.O_RDWR), nbytes)
+        return _shm_map(os.open(_path(backend, name), os.O_RDWR), nbytes)
     if backend == "anon":
         if inherited is None:
             raise ValueError("anon needs the mapping inherited from the driver")
@@ -143,7 +121,7 @@ def remove(backend: str, name: str) -> None:
     """Unlink what create() made (the memory goes with the last mapping)."""
     if backend != "anon":
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(region_path(name) if backend == "region" else os.path.join(SHM_DIR, name))
+            os.unlink(_path(backend, name))
 
 
 def pfns(addr: int, nbytes: int) -> list[int]:
