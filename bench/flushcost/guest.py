@@ -1,11 +1,5 @@
-"""The guest side: every (backend, N, phase) run of the plan, repeated and interleaved.
-
-One run (one_run) is the ten steps of README.md's "What one run does": fork the sharers,
-pack memory, populate the shared pages interleaved with a freed filler, map them in every
-sharer, record their PFNs, compact (timed, with /proc/vmstat and /proc/interrupts on
-either side; in phase ``reader`` with one sharer reading meanwhile), count the PFNs that
-changed.
-"""
+"""The guest side: every (backend, N, phase) run of the plan, repeated and interleaved;
+one run (one_run) is the steps of README.md's "What one run does"."""
 
 from __future__ import annotations
 
@@ -90,14 +84,11 @@ def block_types() -> dict[str, list[int]]:
         text = Path("/proc/pagetypeinfo").read_text()
     except OSError:
         return out
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("Number of blocks type"):
-            for row in lines[i + 1:]:
-                parts = row.replace(",", " ").split()
-                if len(parts) > 4 and parts[0] == "Node":
-                    out[parts[3]] = [int(x) for x in parts[4:]]
-            break
+    # The rows after the table's heading line (the one line that starts with it).
+    for row in text.partition("\nNumber of blocks type")[2].splitlines()[1:]:
+        parts = row.replace(",", " ").split()
+        if len(parts) > 4 and parts[0] == "Node":
+            out[parts[3]] = [int(x) for x in parts[4:]]
     return out
 
 
