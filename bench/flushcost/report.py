@@ -31,6 +31,11 @@ def _ipis_on(r: Doc, cpu: int | None) -> float | None:
     return float(sum(v[cpu] for k, v in r["ipis"].items() if k in ("CAL", "TLB")))
 
 
+def _moved(r: Doc) -> int:
+    """Shared pages the compaction moved (0 where none was compared)."""
+    return int(r["pfns_after"].get("moved", 0))
+
+
 def _drop(r: Doc) -> float | None:
     rd = r.get("reader")
     if not rd or not rd.get("before_pages_s") or rd.get("during_pages_s") is None:
@@ -40,19 +45,16 @@ def _drop(r: Doc) -> float | None:
 
 METRICS: dict[str, Callable[[Doc], float | None]] = {
     "compact_s": lambda r: float(r["compact_s"]),
-    "shared_moved": lambda r: float(r["pfns_after"].get("moved", 0)),
+    "shared_moved": lambda r: float(_moved(r)),
     "shared_present": lambda r: float(r["pfns_before"].get("present", 0)),
     # Only where enough shared pages moved for them to dominate the compaction's time.
-    "us_per_moved": lambda r: (1e6 * r["compact_s"] / r["pfns_after"]["moved"]
-                               if r["pfns_after"].get("moved", 0) >= MIN_MOVED else None),
+    "us_per_moved": lambda r: 1e6 * r["compact_s"] / _moved(r) if _moved(r) >= MIN_MOVED else None,
     "ipis": lambda r: float(_ipis(r)),
-    "ipis_per_moved": lambda r: (_ipis(r) / r["pfns_after"]["moved"]
-                                 if r["pfns_after"].get("moved") else None),
+    "ipis_per_moved": lambda r: _ipis(r) / _moved(r) if _moved(r) else None,
     "reader_before": lambda r: (r.get("reader") or {}).get("before_pages_s"),
     "reader_during": lambda r: (r.get("reader") or {}).get("during_pages_s"),
     "reader_drop_pct": _drop,
-    "reader_drop_moving": lambda r: (_drop(r) if r["pfns_after"].get("moved", 0) >= MIN_MOVED
-                                     else None),
+    "reader_drop_moving": lambda r: _drop(r) if _moved(r) >= MIN_MOVED else None,
     "reader_minflt": lambda r: (float(r["reader"]["minflt"]) if r.get("reader") else None),
     "touch_s_mean": lambda r: (statistics.fmean(r["attach_touch_s"])
                                if r.get("attach_touch_s") else None),
@@ -131,7 +133,7 @@ def fits(doc: Doc) -> list[Doc]:
     for phase in plan["phases"]:
         for backend in plan["backends"]:
             for n in [None, *plan["sharers"]]:
-                pts = [(float(r["pfns_after"].get("moved", 0)), float(r["compact_s"]))
+                pts = [(float(_moved(r)), float(r["compact_s"]))
                        for r in doc["runs"] if r.get("ok") and r["phase"] == phase
                        and r["backend"] == backend and (n is None or r["sharers"] == n)]
                 f = _fit(pts)
@@ -154,57 +156,51 @@ def _row(r: Doc) -> list[str]:
     if not r["runs"]:
         return [r["phase"], r["backend"], str(r["sharers"]), f"failed ({r['failed']})",
                 *[""] * 8]
-    reader = r["phase"] == "reader"
     moved_s = _fmt(r["shared_moved"], ".0f")
     if r["shared_present"] is not None:
         moved_s += f" / {r['shared_present']['median']:.0f}"
+    reader = [_fmt(r["reader_before"], ",.0f", False), _fmt(r["reader_during"], ",.0f", False),
+              _fmt(r["reader_drop_pct"], ".0f"), _fmt(r["reader_drop_moving"], ".0f")]
     return [r["phase"], r["backend"], str(r["sharers"]), _fmt(r["compact_s"], ".2f"), moved_s,
             _fmt(r["us_per_moved"], ".0f"), _fmt(r["ipis"], ".0f", False),
             _fmt(r["ipis_per_moved"], ".2f", False),
-            _fmt(r["reader_before"], ",.0f", False) if reader else "-",
-            _fmt(r["reader_during"], ",.0f", False) if reader else "-",
-            _fmt(r["reader_drop_pct"], ".0f") if reader else "-",
-            _fmt(r["reader_drop_moving"], ".0f") if reader else "-"]
+            *(reader if r["phase"] == "reader" else ["-"] * 4)]
 
 
 def markdown(doc: Doc, rows: list[Doc]) -> str:
-    out: list[str] = []
     plan = doc["plan"]
-    out.append(f"Median (min-max) of {plan['reps']} interleaved repetitions; "
-               f"{plan['size_mib']} MiB shared by N sharers, every page mapped by each. "
-               f"us / moved page = compact s / shared pages moved, in runs that moved at "
-               f"least {MIN_MOVED}; IPIs = CAL + TLB interrupts on all CPUs during the "
-               "compaction.")
-    out.append("")
     header = ["phase", "backend", "N", "compact s", "shared pages moved", "us / moved page",
               "IPIs received", "IPIs / moved page", "reader pages/s before", "during",
               "drop %", f"drop %, runs moving >= {MIN_MOVED}"]
-    out.append(table.markdown(header, [_row(r) for r in rows], "llrrrrrrrrrr"))
+    out = [(f"Median (min-max) of {plan['reps']} interleaved repetitions; "
+            f"{plan['size_mib']} MiB shared by N sharers, every page mapped by each. "
+            f"us / moved page = compact s / shared pages moved, in runs that moved at "
+            f"least {MIN_MOVED}; IPIs = CAL + TLB interrupts on all CPUs during the "
+            "compaction."), "",
+           table.markdown(header, [_row(r) for r in rows], "llrrrrrrrrrr")]
     pairs = idle_cpu_pairs(doc)
     if pairs:
         # Issue 20's goal is about counts: judged on every pair, not on a ratio.
         excess = [int(p["region"] - p["shm"]) for p in pairs
                   if p["region"] is not None and p["shm"] is not None]
         ok = sum(1 for e in excess if e <= 0)
-        out.append("")
         verdict = stats.judge_counts(excess, 0).describe() if excess else "no pairs"
-        out.append(f"IPIs received by CPU {pairs[0]['cpu']}, which never runs a sharer, "
-                   f"region against the same repetition's shm run: region <= shm in {ok} "
-                   f"of {len(pairs)} pairs (goal: region - shm <= 0 in every pair: "
-                   f"{verdict}).")
-        out.append("")
-        out.append(table.markdown(
-            ["rep", "phase", "N", "region", "shm"],
-            [[str(p["rep"]), p["phase"], str(p["sharers"]), f"{p['region']:.0f}",
-              f"{p['shm']:.0f}"] for p in pairs], "rlrrr"))
-    out.append("")
-    out.append("Least-squares fit compact_s = fixed + per_page x shared pages moved, over "
-               "every run of a phase and backend (N = all) or of one N (only where at "
-               "least 3 runs moved a range of page counts wide enough):")
-    out.append("")
-    out.append(table.markdown(
-        ["phase", "backend", "N", "runs", "moved range", "us / moved page (slope)", "fixed s"],
-        [[f["phase"], f["backend"], str(f["sharers"]), str(f["runs"]),
-          f"{f['moved_range'][0]:.0f}-{f['moved_range'][1]:.0f}", f"{f['per_page_us']:.0f}",
-          f"{f['fixed_s']:.2f}"] for f in fits(doc)], "llrrrrr"))
+        out += ["", (f"IPIs received by CPU {pairs[0]['cpu']}, which never runs a sharer, "
+                     f"region against the same repetition's shm run: region <= shm in {ok} "
+                     f"of {len(pairs)} pairs (goal: region - shm <= 0 in every pair: "
+                     f"{verdict})."), "",
+                table.markdown(["rep", "phase", "N", "region", "shm"],
+                               [[str(p["rep"]), p["phase"], str(p["sharers"]),
+                                 f"{p['region']:.0f}", f"{p['shm']:.0f}"] for p in pairs],
+                               "rlrrr")]
+    out += ["", ("Least-squares fit compact_s = fixed + per_page x shared pages moved, over "
+                 "every run of a phase and backend (N = all) or of one N (only where at "
+                 "least 3 runs moved a range of page counts wide enough):"), "",
+            table.markdown(
+                ["phase", "backend", "N", "runs", "moved range", "us / moved page (slope)",
+                 "fixed s"],
+                [[f["phase"], f["backend"], str(f["sharers"]), str(f["runs"]),
+                  f"{f['moved_range'][0]:.0f}-{f['moved_range'][1]:.0f}",
+                  f"{f['per_page_us']:.0f}", f"{f['fixed_s']:.2f}"] for f in fits(doc)],
+                "llrrrrr")]
     return "\n".join(out)
