@@ -99,14 +99,10 @@ def idle_cpu_pairs(doc: Doc) -> list[Doc]:
         return []
     by = {(r["rep"], r["phase"], r["sharers"], r["backend"]): r
           for r in doc["runs"] if r.get("ok")}
-    out = []
-    for (rep, phase, n, backend), r in sorted(by.items(), key=lambda kv: str(kv[0])):
-        shm = by.get((rep, phase, n, "shm"))
-        if backend != "region" or shm is None:
-            continue
-        out.append({"rep": rep, "phase": phase, "sharers": n, "cpu": cpu,
-                    "region": _ipis_on(r, cpu), "shm": _ipis_on(shm, cpu)})
-    return out
+    return [{"rep": rep, "phase": phase, "sharers": n, "cpu": cpu,
+             "region": _ipis_on(r, cpu), "shm": _ipis_on(by[rep, phase, n, "shm"], cpu)}
+            for (rep, phase, n, backend), r in sorted(by.items(), key=lambda kv: str(kv[0]))
+            if backend == "region" and (rep, phase, n, "shm") in by]
 
 
 def _fit(points: list[tuple[float, float]]) -> Doc | None:
