@@ -1,6 +1,5 @@
-"""Sharer processes: forked children driven by one JSON line per command over a pipe.
-
-Commands (each answered with one JSON line):
+"""Sharer processes: forked children driven by one JSON line per command over a pipe,
+each answered with one JSON line.  The commands:
 
 - ``populate``: (sharer 0 only) create the memory, then write one byte to each page,
   alternating with a page of a private anonymous filler mapping, so that the shared
