@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import select
 import time
 from collections.abc import Sequence
@@ -20,29 +21,25 @@ CONNECTION_OK = 0
 POLLING_FAILED, POLLING_READING, POLLING_WRITING, POLLING_OK = 0, 1, 2, 3
 PGRES_COMMAND_OK, PGRES_TUPLES_OK = 1, 2
 
-_lib: ctypes.CDLL | None = None
 
-
+@functools.cache
 def _libpq() -> ctypes.CDLL:
-    global _lib
-    if _lib is None:
-        lib = ctypes.CDLL(ctypes.util.find_library("pq") or "libpq.so.5")
-        vp, cp, i = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
-        for fn, res, args in [
-            ("PQconnectdb", vp, [cp]), ("PQstatus", i, [vp]), ("PQerrorMessage", cp, [vp]),
-            ("PQfinish", None, [vp]), ("PQbackendPID", i, [vp]), ("PQexec", vp, [vp, cp]),
-            ("PQresultStatus", i, [vp]), ("PQresultErrorMessage", cp, [vp]),
-            ("PQntuples", i, [vp]), ("PQnfields", i, [vp]), ("PQgetvalue", cp, [vp, i, i]),
-            ("PQgetisnull", i, [vp, i, i]), ("PQclear", None, [vp]),
-            ("PQsendQuery", i, [vp, cp]), ("PQgetResult", vp, [vp]),
-            ("PQconsumeInput", i, [vp]), ("PQisBusy", i, [vp]), ("PQsocket", i, [vp]),
-            ("PQconnectStart", vp, [cp]), ("PQconnectPoll", i, [vp]),
-        ]:
-            f = getattr(lib, fn)
-            f.restype = res
-            f.argtypes = args
-        _lib = lib
-    return _lib
+    lib = ctypes.CDLL(ctypes.util.find_library("pq") or "libpq.so.5")
+    vp, cp, i = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
+    for fn, res, args in [
+        ("PQconnectdb", vp, [cp]), ("PQstatus", i, [vp]), ("PQerrorMessage", cp, [vp]),
+        ("PQfinish", None, [vp]), ("PQbackendPID", i, [vp]), ("PQexec", vp, [vp, cp]),
+        ("PQresultStatus", i, [vp]), ("PQresultErrorMessage", cp, [vp]),
+        ("PQntuples", i, [vp]), ("PQnfields", i, [vp]), ("PQgetvalue", cp, [vp, i, i]),
+        ("PQgetisnull", i, [vp, i, i]), ("PQclear", None, [vp]),
+        ("PQsendQuery", i, [vp, cp]), ("PQgetResult", vp, [vp]),
+        ("PQconsumeInput", i, [vp]), ("PQisBusy", i, [vp]), ("PQsocket", i, [vp]),
+        ("PQconnectStart", vp, [cp]), ("PQconnectPoll", i, [vp]),
+    ]:
+        f = getattr(lib, fn)
+        f.restype = res
+        f.argtypes = args
+    return lib
 
 
 class PgError(RuntimeError):
@@ -50,11 +47,6 @@ class PgError(RuntimeError):
 
 
 Rows = list[tuple[str | None, ...]]
-
-
-def _rows(lib: ctypes.CDLL, res: int) -> Rows:
-    return [tuple(None if lib.PQgetisnull(res, r, c) else lib.PQgetvalue(res, r, c).decode()
-                  for c in range(lib.PQnfields(res))) for r in range(lib.PQntuples(res))]
 
 
 class Session:
@@ -84,7 +76,9 @@ class Session:
             if st not in (PGRES_COMMAND_OK, PGRES_TUPLES_OK):
                 msg = (self._lib.PQresultErrorMessage(res) or b"").decode(errors="replace")
                 raise PgError(f"{sql}: {msg.strip()}")
-            return _rows(self._lib, res)
+            lib = self._lib
+            return [tuple(None if lib.PQgetisnull(res, r, c) else lib.PQgetvalue(res, r, c).decode()
+                          for c in range(lib.PQnfields(res))) for r in range(lib.PQntuples(res))]
         finally:
             self._lib.PQclear(res)
 
