@@ -1,8 +1,8 @@
 """A private PostgreSQL 15 cluster on a tmpfs, run as ``postgres``, for the benchmark and
 the guest tests: initdb once, then start/stop it in any of the four configurations.
 
-Configurations (``CONFIGS``): ``stock`` (huge_pages=off), ``huge`` (huge_pages=on, 2 MiB
-pages reserved by the caller), ``msharefs`` (stock plus the preload library of
+Configurations (``plans.CONFIGS``): ``stock`` (huge_pages=off), ``huge`` (huge_pages=on,
+2 MiB pages reserved by the caller), ``msharefs`` (stock plus the preload library of
 ``mshare run``, regions in a directory of msharefs owned by postgres) and
 ``msharefs-huge`` (huge_pages=on plus the preload: a region of 2 MiB pages, nothing
 reserved).  The server is started directly (``postgres -D``), so its Popen pid is the
@@ -26,20 +26,9 @@ from libmshare import fs, run_cmd
 from libmshare.stats import RegionStats, read_stats
 
 from .libpq import PgError, Session
-from .plans import CONFIGS
 
-__all__ = [
-    "BIN",
-    "CONFIGS",
-    "Cluster",
-    "PgbenchResult",
-    "hugepages",
-    "mount_tmpfs",
-    "parse_pgbench",
-    "region_fd",
-    "region_maps",
-    "region_stats",
-]
+__all__ = ["BIN", "PRELOADED", "Cluster", "PgbenchResult", "hugepages", "mount_tmpfs",
+           "parse_pgbench", "region_fd", "region_maps", "region_stats"]
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 PRELOADED = frozenset({"msharefs", "msharefs-huge"})  # run with the preload
@@ -302,17 +291,13 @@ class Cluster:
         """Wait until no process of the server's user is left (after a SIGKILLed
         postmaster its backends exit on their own; they hold the region meanwhile)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.user_pids():
-                return True
+        while (pids := self.user_pids()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        return not self.user_pids()
+        return not pids
 
     def user_pids(self) -> list[int]:
         out = []
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
+        for d in filter(str.isdigit, os.listdir("/proc")):
             try:
                 st = os.stat(f"/proc/{d}")
                 with open(f"/proc/{d}/cmdline", "rb") as f:
@@ -326,10 +311,9 @@ class Cluster:
 
     # ------------------------------------------------------------ pgbench
 
-    def pgbench_init(self, scale: int, timeout: float = 3600) -> str:
+    def pgbench_init(self, scale: int, timeout: float = 3600) -> None:
         """pgbench -i: the four tables at this scale, vacuumed (no foreign keys)."""
-        return self.run([str(BIN / "pgbench"), "-i", "-q", "-s", str(scale)],
-                        timeout=timeout).stderr
+        self.run([str(BIN / "pgbench"), "-i", "-q", "-s", str(scale)], timeout=timeout)
 
     def pgbench(self, args: list[str], timeout: float = 3600) -> PgbenchResult:
         p = self.run([str(BIN / "pgbench"), *args], timeout=timeout)
