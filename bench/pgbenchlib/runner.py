@@ -57,13 +57,6 @@ ROOT = Path("/run/pgbench")
 BLOCK = 8192
 
 
-def _raise_nofile() -> None:
-    """pgbench -c N and this process's N sessions each need a descriptor per
-    connection: the soft limit up to the hard one."""
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 def _region(pid: int, region_dir: str) -> Doc:
     """What the server's region holds now (bytes): how much of it 2 MiB leaves map."""
     st = region_stats(pid, region_dir)
@@ -83,7 +76,10 @@ class Bench:
         self.plan = plan
         self.out = out
         self.log = log
-        _raise_nofile()
+        # pgbench -c N and this process's N sessions each need a descriptor per
+        # connection: the soft limit up to the hard one.
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         mount = fs.ensure_mounted()
         region_dir = run_cmd.prepare_dir("postgres", mount)
         if not any(m.target == str(ROOT) for m in mounts()):
@@ -137,13 +133,11 @@ class Bench:
                  f"{t_init:.0f} s, accounts {int(sizes[0] or 0) >> 20} MiB, segment {seg} MB")
         save(self.doc, self.out)
 
-    def huge_pages_needed(self) -> int:
-        return int(self.cluster.show("shared_memory_size_in_huge_pages", self.settings("huge")))
-
     def run_one(self, config: str, n: int, rep: int, touch: bool) -> Doc:
         r: Doc = {"config": config, "clients": n, "rep": rep, "skipped": None}
         if config == "huge":
-            need = self.huge_pages_needed()
+            need = int(self.cluster.show("shared_memory_size_in_huge_pages",
+                                         self.settings("huge")))
             with hugepages(need + 2) as total:
                 free = meminfo_kib("HugePages_Free")
                 r["huge_pages"] = {"needed": need, "reserved": total, "free": free}
