@@ -18,12 +18,9 @@ _STYLE = {"msharefs": ("tab:green", "o"), "stock": ("tab:red", "s"),
           "huge": ("tab:blue", "D"), "msharefs-huge": ("tab:purple", "v")}
 
 
-def _exact(value: Callable[[Row], float | None]) -> Callable[[Row], Spread | None]:
+def _exact(v: float | None) -> Spread | None:
     """A count as a spread of one (drawn without a band)."""
-    def get(r: Row) -> Spread | None:
-        v = value(r)
-        return None if v is None else Spread(float(v), float(v), float(v), 1)
-    return get
+    return None if v is None else Spread(float(v), float(v), float(v), 1)
 
 
 def plot(doc: dict[str, Any], path: str) -> bool:
@@ -32,8 +29,8 @@ def plot(doc: dict[str, Any], path: str) -> bool:
     if not any(r.segment_kib is not None for r in rs):
         return False
     panels: list[tuple[str, Callable[[Row], Spread | None], bool]] = [
-        ("segment page tables (kB, log)", _exact(lambda r: r.segment_kib), True),
-        ("touch-pass faults per backend (log)", _exact(lambda r: r.faults), True),
+        ("segment page tables (kB, log)", lambda r: _exact(r.segment_kib), True),
+        ("touch-pass faults per backend (log)", lambda r: _exact(r.faults), True),
         ("select-only tps (median, band: range)", lambda r: r.tps, False),
     ]
     if any(r.storm_s for r in rs):

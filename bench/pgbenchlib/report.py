@@ -44,7 +44,6 @@ class Row:
     vmpte_idle: float | None = None
     vmpte: float | None = None
     faults: float | None = None
-    faults_max: int | None = None
     fault_counts: list[int] | None = None  # every backend's, in the touch pass
     region: dict[str, int] | None = None  # MSHARE_GET_STATS after the touch pass
     touch_s: float | None = None
@@ -85,7 +84,6 @@ def rows(doc: Doc) -> list[Row]:
                 row.vmpte_idle = statistics.mean(idle) if idle else None
                 row.vmpte = statistics.mean(after) if after else None
                 row.faults = statistics.mean(touch["faults"])
-                row.faults_max = max(touch["faults"])
                 row.fault_counts = [int(f) for f in touch["faults"]]
                 row.region = touch.get("region_touched")
                 row.touch_s = touch["touch_s"]
@@ -309,24 +307,20 @@ _NOTES = (
 
 
 def _system(doc: Doc) -> list[str]:
-    s = doc["system"]
+    s, st, plan = doc["system"], doc.get("setup") or {}, doc["plan"]
     prov = doc.get("provenance") or {}
     k = prov.get("kernel") or {}
-    guest = (f"guest: {s['cpu']}, {s['cpus']} CPUs, {s['mem_total_kib'] / 1048576:.1f} GiB "
-             f"RAM, kernel {s['kernel']}, accelerator {s['accelerator']}; kernel build "
-             f"{k.get('key', '?')} ({k.get('flavor', '?')}), git "
-             f"{prov.get('git_revision', '?')}")
-    lines = [guest]
-    st = doc.get("setup") or {}
-    plan = doc["plan"]
+    lines = [(f"guest: {s['cpu']}, {s['cpus']} CPUs, {s['mem_total_kib'] / 1048576:.1f} GiB "
+              f"RAM, kernel {s['kernel']}, accelerator {s['accelerator']}; kernel build "
+              f"{k.get('key', '?')} ({k.get('flavor', '?')}), git "
+              f"{prov.get('git_revision', '?')}")]
     if st:
-        seg = int(st["segment_mb"]) << 20
         lines.append(
             f"{doc.get('postgres', 'PostgreSQL').split(' on ')[0]}: shared_buffers "
             f"{plan['shared_buffers_mb']} MB, segment {st['segment_mb']} MB (one copy of its "
-            f"tables {one_copy_kib(seg):,} kB); pgbench scale {plan['scale']}, "
-            f"pgbench_accounts {st['accounts_bytes'] >> 20} MiB read by every session; "
-            f"{plan['reps']} repetitions, configurations interleaved")
+            f"tables {one_copy_kib(int(st['segment_mb']) << 20):,} kB); pgbench scale "
+            f"{plan['scale']}, pgbench_accounts {st['accounts_bytes'] >> 20} MiB read by every "
+            f"session; {plan['reps']} repetitions, configurations interleaved")
     return lines
 
 
