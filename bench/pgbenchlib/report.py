@@ -102,8 +102,11 @@ def rows(doc: Doc) -> list[Row]:
     return out
 
 
-def _kib(v: float | None) -> str:
-    return "-" if v is None else f"{v:,.0f}"
+def _cell(v: float | Spread | None, fmt: str = "{:,.0f}") -> str:
+    """A table cell: a number, or a spread's median and range; "-" where there is none."""
+    if v is None:
+        return "-"
+    return v.text(fmt) if isinstance(v, Spread) else fmt.format(v)
 
 
 def main_table(rs: list[Row]) -> str:
@@ -118,14 +121,10 @@ def main_table(rs: list[Row]) -> str:
             continue
         b = base.get(r.clients)
         cells.append([
-            r.config, str(r.clients), _kib(r.segment_kib), _kib(r.resident_kib),
-            f"{_kib(r.vmpte_idle)}/{_kib(r.vmpte)}",
-            "-" if r.faults is None else f"{r.faults:,.1f}",
-            "-" if r.touch_s is None else f"{r.touch_s:.1f}",
-            r.tps.text() if r.tps else "-",
-            r.latency.text("{:.2f}") if r.latency else "-",
-            r.connect.text("{:.1f}") if r.connect else "-",
-            "-" if r.region is None else
+            r.config, str(r.clients), _cell(r.segment_kib), _cell(r.resident_kib),
+            f"{_cell(r.vmpte_idle)}/{_cell(r.vmpte)}", _cell(r.faults, "{:,.1f}"),
+            _cell(r.touch_s, "{:.1f}"), _cell(r.tps), _cell(r.latency, "{:.2f}"),
+            _cell(r.connect, "{:.1f}"), "-" if r.region is None else
             f"{r.region['pmd_mapped'] >> 20:,} of {r.region['resident'] >> 20:,}",
             table.ratio(r.segment_kib, b.segment_kib if b else None),
             table.ratio(r.faults, b.faults if b else None),
@@ -141,10 +140,8 @@ def storm_table(rs: list[Row]) -> str | None:
     header = ["config", "N", "storm: all answered s", "faults/backend", "disconnect s",
               "read-write tps"]
     return render(header, [[
-        r.config, str(r.clients), r.storm_s.text("{:.2f}") if r.storm_s else "-",
-        "-" if r.storm_faults is None else f"{r.storm_faults:,.0f}",
-        r.disconnect_s.text("{:.2f}") if r.disconnect_s else "-",
-        r.rw_tps.text() if r.rw_tps else "-"] for r in shown])
+        r.config, str(r.clients), _cell(r.storm_s, "{:.2f}"), _cell(r.storm_faults),
+        _cell(r.disconnect_s, "{:.2f}"), _cell(r.rw_tps)] for r in shown])
 
 
 def _value(r: Doc, key: str) -> float | None:
