@@ -135,11 +135,9 @@ class Cluster:
     # ------------------------------------------------------------ processes
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        env = {"PATH": f"{BIN}:/usr/bin:/bin", "LC_ALL": "C", "HOME": str(self.root),
-               "USER": self.pw.pw_name, "PGHOST": str(self.sock), "PGPORT": str(PORT),
-               "PGUSER": USER, "PGDATABASE": "postgres", "TZ": "UTC"}
-        env.update(extra or {})
-        return env
+        return {"PATH": f"{BIN}:/usr/bin:/bin", "LC_ALL": "C", "HOME": str(self.root),
+                "USER": self.pw.pw_name, "PGHOST": str(self.sock), "PGPORT": str(PORT),
+                "PGUSER": USER, "PGDATABASE": "postgres", "TZ": "UTC", **(extra or {})}
 
     def _as_user(self) -> dict[str, object]:
         if os.geteuid() != 0:
@@ -165,7 +163,7 @@ class Cluster:
 
     def settings(self, config: str, shared_buffers: str, max_connections: int,
                  extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        s = {
+        return {
             "shared_buffers": shared_buffers,
             "max_connections": str(max_connections),
             "huge_pages": "on" if config in HUGE_PAGES_ON else "off",
@@ -183,9 +181,8 @@ class Cluster:
             "log_line_prefix": "%m [%p] ",
             "restart_after_crash": "on",
             "autovacuum": "off",
+            **(extra or {}),
         }
-        s.update(extra or {})
-        return s
 
     def _postgres(self, settings: Mapping[str, str], *extra: str) -> list[str]:
         """The server's command line: the data directory, extra, then every setting."""
