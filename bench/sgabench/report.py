@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Callable
 from typing import Any
 
 from examples.sga.result import RunResult
@@ -10,8 +12,8 @@ from mshare_lab import stats, table
 from mshare_lab.table import text as render
 from vmrun import provenance
 
-from .extrapolate import SEED_PROCESSES, SEED_SGA_GIB, fit, seed_case_gib
-from .runs import CaseRuns, Spread, cases_of, spread
+from .extrapolate import SEED_PROCESSES, SEED_SGA_GIB, Fit, fit, seed_case_gib
+from .runs import CaseRuns, Spread, cases_of, touch_kth
 
 __all__ = ["HUGE_REGION_FAULTS", "goals", "huge_region_pt_bound_kib", "report",
            "throughput_goal"]
@@ -29,10 +31,6 @@ def huge_region_pt_bound_kib(size: int) -> int:
 
 def _mib(kib: float) -> str:
     return f"{kib / 1024:.2f}"
-
-
-def _touch_kth(r: RunResult) -> float:
-    return r.touch_s[r.kth() - 1]
 
 
 def _rise_at(run: RunResult | None, n: int) -> float | None:
@@ -77,9 +75,9 @@ def main_table(cr: CaseRuns) -> str:
         rows.append([
             name, str(r.servers), format_size(r.size), _mib(r.pt_rise_kib),
             f"{r.mean(r.vmpte_after_kib):.0f}", f"{r.mean(r.touch_faults):.1f}",
-            f"{_touch_kth(r) * 1e3:.1f}", f"{ops.median:,.0f}", _range(ops),
+            f"{touch_kth(r) * 1e3:.1f}", f"{ops.median:,.0f}", _range(ops),
             table.ratio(r.pt_rise_kib, _rise_at(base, r.servers)),
-            table.ratio(_touch_kth(r), _base_touch(base, r.servers)),
+            table.ratio(touch_kth(r), _base_touch(base, r.servers)),
             table.ratio(ops.median, base_ops.median if base_ops else None),
             _checks(cr.reps.get(name, [r])),
         ])
@@ -103,32 +101,26 @@ def growth_table(cr: CaseRuns) -> str:
     return render(header, rows)
 
 
-def _median_counter(runs: list[dict[str, Any]], key: str) -> float:
-    sp = spread([float(r["counters"].get(key, 0)) for r in runs])
-    return sp.median if sp else 0.0
+def _median(runs: list[Doc], value: Callable[[Doc], float]) -> float:
+    return statistics.median([float(value(r)) for r in runs])
 
 
-def counters_table(doc: Doc, cr: CaseRuns, case_idx: int) -> str | None:
+def counters_table(cr: CaseRuns) -> str | None:
     """Medians over the repetitions of what each whole run (fork, attach, touch, the
     workload) cost the system: TLB shootdown IPIs and page faults, and per second."""
-    per: dict[str, list[dict[str, Any]]] = {}
-    for run in doc["runs"]:
-        if run["case"] == case_idx and run.get("counters") and not run.get("skipped"):
-            per.setdefault(run["backend"], []).append(run)
-    if not per:
-        return None
-    header = ["backend", "runs", "wall s", "TLB shootdowns", "per s", "page faults", "per s"]
     rows = []
     for name in cr.runs:
-        runs = per.get(name)
+        runs = [r for r in cr.saved[name] if r.get("counters") and not r.get("skipped")]
         if not runs:
             continue
-        tlb, faults = _median_counter(runs, "tlb_shootdowns"), _median_counter(runs, "pgfault")
-        wall = spread([float(r.get("wall_s", 0.0)) for r in runs])
-        w = wall.median if wall and wall.median > 0 else 1.0
+        tlb = _median(runs, lambda r: r["counters"].get("tlb_shootdowns", 0))
+        faults = _median(runs, lambda r: r["counters"].get("pgfault", 0))
+        w = _median(runs, lambda r: r.get("wall_s", 0.0))
+        w = w if w > 0 else 1.0
         rows.append([name, str(len(runs)), f"{w:.1f}", f"{tlb:,.0f}", f"{tlb / w:,.0f}",
                      f"{faults:,.0f}", f"{faults / w:,.0f}"])
-    return render(header, rows)
+    header = ["backend", "runs", "wall s", "TLB shootdowns", "per s", "page faults", "per s"]
+    return render(header, rows) if rows else None
 
 
 def _touch_faults_goal(where: str, cr: CaseRuns, backend: str, bound: int) -> str:
@@ -177,11 +169,10 @@ def goals(doc: Doc) -> list[str]:
         if m is None or s is None or m.skipped or s.skipped:
             out.append(f"[{where}] goals need both mshare and shm runs: not evaluated")
             continue
-        mrise = {x.attached: x.pt_rise_kib for x in m.milestones}
         for x in s.milestones:
-            if x.attached in mrise:
-                ratio = x.pt_rise_kib / mrise[x.attached] if mrise[x.attached] > 0 else \
-                    float("inf")
+            mrise = _rise_at(m, x.attached)
+            if mrise is not None:
+                ratio = x.pt_rise_kib / mrise if mrise > 0 else float("inf")
                 ok = ratio >= x.attached / 2
                 out.append(f"[{where}] PageTables shm/mshare at N={x.attached}: {ratio:.1f} "
                            f"(goal >= {x.attached / 2:g}): {'met' if ok else 'NOT met'}")
@@ -190,7 +181,7 @@ def goals(doc: Doc) -> list[str]:
         mt, st = cr.touch_kth_s("mshare"), cr.touch_kth_s("shm")
         assert mt is not None and st is not None
         # Higher is better: shm's time over mshare's, each repetition's pair.
-        speed = stats.judge_ratio(*cr.paired("shm", "mshare", _touch_kth), margin=20)
+        speed = stats.judge_ratio(*cr.paired("shm", "mshare", touch_kth), margin=20)
         out.append(f"[{where}] attacher #{k} touch, shm time / mshare time (medians "
                    f"{st.median * 1e3:.1f} and {mt.median * 1e3:.1f} ms; goal >= 20x): "
                    f"{speed.describe(plan)}")
@@ -212,20 +203,17 @@ def throughput_goal(where: str, cr: CaseRuns, plan: str | None = None) -> str:
 
 def extrapolation_table(doc: Doc) -> str | None:
     # The case with the largest S gives the most accurate per-GiB cost.
-    best: dict[str, tuple[int, RunResult]] = {}
+    best: dict[str, tuple[RunResult, Fit]] = {}
     for cr in cases_of(doc):
         for name, r in cr.runs.items():
-            if fit(r) is not None and (name not in best or r.size > best[name][0]):
-                best[name] = (r.size, r)
+            f = fit(r)
+            if f is not None and (name not in best or r.size > best[name][0].size):
+                best[name] = (r, f)
     if not best:
         return None
-    rows = []
-    for name, (_, r) in best.items():
-        f = fit(r)
-        assert f is not None
-        rows.append([name, f"{format_size(r.size)}, N<={r.servers}",
-                     f"{f.fixed_kib / 1024:.3f}", f"{f.per_process_kib / 1024:.4f}",
-                     f"{seed_case_gib(f):,.1f}"])
+    rows = [[name, f"{format_size(r.size)}, N<={r.servers}", f"{f.fixed_kib / 1024:.3f}",
+             f"{f.per_process_kib / 1024:.4f}", f"{seed_case_gib(f):,.1f}"]
+            for name, (r, f) in best.items()]
     header = ["backend", "fitted on", "fixed MiB/GiB", "per process MiB/GiB",
               f"COMPUTED GiB for {SEED_PROCESSES} x {SEED_SGA_GIB} GiB"]
     return render(header, rows)
@@ -255,10 +243,8 @@ def _provenance(doc: Doc) -> list[str]:
     p = doc.get("provenance")
     if not p:
         return ["provenance: not recorded"]
-    lines = [f"provenance: {provenance.describe(p)}"]
-    if p.get("note"):
-        lines.append(f"  note: {p['note']}")
-    return lines
+    note = [f"  note: {p['note']}"] if p.get("note") else []
+    return [f"provenance: {provenance.describe(p)}", *note]
 
 
 def _repetitions(doc: Doc) -> str:
@@ -271,18 +257,16 @@ def _repetitions(doc: Doc) -> str:
 
 def report(doc: Doc) -> str:
     parts = [_system(doc), *_provenance(doc), _repetitions(doc)]
-    for idx, cr in enumerate(cases_of(doc)):
+    for cr in cases_of(doc):
+        where = f"N={cr.case.servers}, S={format_size(cr.case.size)}"
         parts += ["", main_table(cr)]
-        diag = counters_table(doc, cr, idx)
+        diag = counters_table(cr)
         if diag:
-            title = (f"What each run cost the system, medians (N={cr.case.servers}, "
-                     f"S={format_size(cr.case.size)}; whole run: fork, attach, touch, "
-                     "workload):")
+            title = (f"What each run cost the system, medians ({where}; whole run: fork, "
+                     "attach, touch, workload):")
             parts += ["", title, diag]
         if any(r.milestones for r in cr.runs.values()):
-            title = (f"PageTables rise as servers attach (N={cr.case.servers}, "
-                     f"S={format_size(cr.case.size)}):")
-            parts += ["", title, growth_table(cr)]
+            parts += ["", f"PageTables rise as servers attach ({where}):", growth_table(cr)]
     parts += ["", *_NOTES]
     extra = extrapolation_table(doc)
     if extra:

@@ -14,9 +14,14 @@ from mshare_lab.stats import Spread, spread
 
 from .plans import Case
 
-__all__ = ["CaseRuns", "Spread", "cases_of", "spread"]
+__all__ = ["CaseRuns", "Spread", "cases_of", "spread", "touch_kth"]
 
 Doc = dict[str, Any]
+
+
+def touch_kth(r: RunResult) -> float:
+    """How long the last attacher took to touch the SGA."""
+    return r.touch_s[r.kth() - 1]
 
 
 def _median_run(runs: list[RunResult]) -> RunResult:
@@ -30,8 +35,11 @@ def _median_run(runs: list[RunResult]) -> RunResult:
 @dataclass
 class CaseRuns:
     case: Case
-    runs: dict[str, RunResult]  # by backend, in the order they first ran: the median run
-    reps: dict[str, list[RunResult]] = field(default_factory=dict)  # every repetition
+    # By backend, in the order they first ran: the median run; every repetition, as read
+    # and as saved (with what RunResult does not hold: counters, host load); by rep.
+    runs: dict[str, RunResult] = field(default_factory=dict)
+    reps: dict[str, list[RunResult]] = field(default_factory=dict)
+    saved: dict[str, list[Doc]] = field(default_factory=dict)
     by_rep: dict[str, dict[int, RunResult]] = field(default_factory=dict)
 
     @property
@@ -45,7 +53,7 @@ class CaseRuns:
 
     def touch_kth_s(self, backend: str) -> Spread | None:
         """The last attacher's touch time, over the repetitions."""
-        return spread([r.touch_s[r.kth() - 1] for r in self.reps.get(backend, [])
+        return spread([touch_kth(r) for r in self.reps.get(backend, [])
                        if not r.skipped and r.touch_s])
 
     def paired(self, new: str, base: str,
@@ -60,11 +68,12 @@ class CaseRuns:
 
 
 def cases_of(doc: Doc) -> list[CaseRuns]:
-    out = [CaseRuns(Case(**c), {}) for c in doc["plan"]]
+    out = [CaseRuns(Case(**c)) for c in doc["plan"]]
     for run in doc["runs"]:
         cr, result = out[run["case"]], RunResult.from_json(run)
         runs = cr.reps.setdefault(run["backend"], [])
         runs.append(result)
+        cr.saved.setdefault(run["backend"], []).append(run)
         # Documents from before "rep" was recorded ran each backend once per repetition.
         cr.by_rep.setdefault(run["backend"], {})[run.get("rep", len(runs) - 1)] = result
     for cr in out:
