@@ -86,8 +86,7 @@ def plan_json(name: str, cases: list[Case], backends: list[str], repeat: int) ->
 
 def guest_memory(cases: list[Case]) -> str:
     """Guest RAM for a plan: the servers' own memory, the SGA, its page tables, slack."""
-    need = 0
-    for c in cases:
-        per_server = 4 * MiB + c.size // 512  # private heap + worst-case SGA tables
-        need = max(need, 2 * GiB + c.servers * per_server + 2 * c.size)
+    # Per server: its private heap and the worst case of its SGA tables.
+    need = max((2 * GiB + c.servers * (4 * MiB + c.size // 512) + 2 * c.size for c in cases),
+               default=0)
     return f"{max(4, -(-need // GiB))}G"

@@ -150,12 +150,7 @@ def huge_region_goals(where: str, cr: CaseRuns, plan: str | None) -> list[str]:
         out.append(f"[{where}] mshare-huge throughput goal needs a hugetlb run: "
                    "not evaluated")
         return out
-    mh, hh = cr.throughput("mshare-huge"), cr.throughput("hugetlb")
-    assert mh is not None and hh is not None
-    judged = stats.judge_ratio(*cr.paired("mshare-huge", "hugetlb", lambda x: x.throughput))
-    out.append(f"[{where}] throughput mshare-huge {mh.text()} vs hugetlb {hh.text()} ops/s "
-               f"(goal mshare-huge/hugetlb >= {judged.margin:g}): {judged.describe(plan)}")
-    return out
+    return [*out, throughput_goal(where, cr, plan, "mshare-huge", "hugetlb")]
 
 
 def goals(doc: Doc) -> list[str]:
@@ -189,16 +184,18 @@ def goals(doc: Doc) -> list[str]:
     return out
 
 
-def throughput_goal(where: str, cr: CaseRuns, plan: str | None = None) -> str:
-    """mshare/shm throughput at least the margin, by mshare_lab.stats' rule.  Repetition
-    i ran every backend once (in its rotation), so the i-th runs of the two are a pair."""
-    m, s = cr.throughput("mshare"), cr.throughput("shm")
+def throughput_goal(where: str, cr: CaseRuns, plan: str | None = None, new: str = "mshare",
+                    base: str = "shm") -> str:
+    """new/base throughput at least the margin, by mshare_lab.stats' rule.  Repetition
+    i ran every backend once (in its rotation), so the i-th runs of the two are a pair.
+    The mshare/shm line says how many runs the medians are of."""
+    m, s = cr.throughput(new), cr.throughput(base)
     assert m is not None and s is not None
-    judged = stats.judge_ratio(*cr.paired("mshare", "shm", lambda r: r.throughput))
+    judged = stats.judge_ratio(*cr.paired(new, base, lambda r: r.throughput))
     runs = f"{m.n} run{'s' if m.n != 1 else ''}" if m.n == s.n else f"{m.n} and {s.n} runs"
-    return (f"[{where}] throughput, medians of {runs} each: mshare {m.text()} vs shm "
-            f"{s.text()} ops/s (goal mshare/shm >= {judged.margin:g}): "
-            f"{judged.describe(plan)}")
+    what = f"throughput, medians of {runs} each:" if base == "shm" else "throughput"
+    return (f"[{where}] {what} {new} {m.text()} vs {base} {s.text()} ops/s (goal "
+            f"{new}/{base} >= {judged.margin:g}): {judged.describe(plan)}")
 
 
 def extrapolation_table(doc: Doc) -> str | None:

@@ -25,11 +25,8 @@ def touch_kth(r: RunResult) -> float:
 
 
 def _median_run(runs: list[RunResult]) -> RunResult:
-    measured = [r for r in runs if not r.skipped]
-    if not measured:
-        return runs[0]
-    ranked = sorted(measured, key=lambda r: r.throughput)
-    return ranked[(len(ranked) - 1) // 2]
+    ranked = sorted((r for r in runs if not r.skipped), key=lambda r: r.throughput)
+    return ranked[(len(ranked) - 1) // 2] if ranked else runs[0]
 
 
 @dataclass
