@@ -59,7 +59,8 @@ def _range(sp: Spread | None) -> str:
 
 
 def main_table(cr: CaseRuns) -> str:
-    base = cr.baseline
+    base = cr.runs.get("mshare")  # what the ratios compare with, if it ran
+    base = base if base is not None and not base.skipped else None
     base_ops = cr.throughput("mshare") if base is not None else None
     header = ["backend", "N", "S", "PT rise MiB*", "VmPTE/srv KiB", "faults/attacher",
               "touch #N ms", "ops/s median", "ops/s min-max (runs)", "PT vs mshare",

@@ -39,12 +39,6 @@ class CaseRuns:
     saved: dict[str, list[Doc]] = field(default_factory=dict)
     by_rep: dict[str, dict[int, RunResult]] = field(default_factory=dict)
 
-    @property
-    def baseline(self) -> RunResult | None:
-        """The run the ratios compare with: mshare if it ran, else None."""
-        r = self.runs.get("mshare")
-        return r if r is not None and not r.skipped else None
-
     def throughput(self, backend: str) -> Spread | None:
         return spread([r.throughput for r in self.reps.get(backend, []) if not r.skipped])
 
