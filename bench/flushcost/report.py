@@ -13,6 +13,10 @@ __all__ = ["aggregate", "fits", "markdown"]
 Doc = dict[str, Any]
 
 MIN_MOVED = 512
+# Issue 20's goals for sleeping sharers (phase idle) of a region: at most 0.05 IPIs per
+# moved page, and a moved page costing at most 1.5 times as much with N sharers as with 1.
+IDLE_IPIS_PER_PAGE = 0.05
+SCALING = 1.5
 
 
 def _ipis(r: Doc) -> int:
@@ -105,6 +109,35 @@ def idle_cpu_pairs(doc: Doc) -> list[Doc]:
             if backend == "region" and (rep, phase, n, "shm") in by]
 
 
+def idle_goals(doc: Doc) -> list[str]:
+    """The idle-phase region goals, judged on runs that moved at least MIN_MOVED pages:
+    IPIs per moved page as counts (every run), the cost per moved page at each N > 1
+    against N = 1 by the paired decision rule (repetition by repetition)."""
+    plan = doc["plan"]
+    if "idle" not in plan["phases"] or "region" not in plan["backends"]:
+        return []
+    runs = {(r["rep"], r["sharers"]): r for r in doc["runs"] if r.get("ok")
+            and r["phase"] == "idle" and r["backend"] == "region" and _moved(r) >= MIN_MOVED}
+    if not runs:
+        return [f"Idle region goals: no run moved {MIN_MOVED} pages or more: not judged."]
+    excess = [_ipis(r) - int(IDLE_IPIS_PER_PAGE * _moved(r)) for r in runs.values()]
+    out = [(f"IPIs per moved page with the sharers asleep (region, {len(excess)} runs moving "
+            f">= {MIN_MOVED}; goal <= {IDLE_IPIS_PER_PAGE}, as IPIs - "
+            f"{IDLE_IPIS_PER_PAGE} x moved <= 0 in every run): "
+            f"{stats.judge_counts(excess, 0).describe()}.")]
+    for n in plan["sharers"]:
+        if n == 1 or 1 not in plan["sharers"]:
+            continue
+        reps = sorted(rep for rep, k in runs if k == n and (rep, 1) in runs)
+        one = [1e6 * runs[rep, 1]["compact_s"] / _moved(runs[rep, 1]) for rep in reps]
+        many = [1e6 * runs[rep, n]["compact_s"] / _moved(runs[rep, n]) for rep in reps]
+        # Higher is better: the N = 1 cost over the N cost, at least 1 / SCALING.
+        verdict = stats.judge_ratio(one, many, margin=round(1 / SCALING, 3)).describe()
+        out.append(f"Cost per moved page, N = {n} against N = 1 (region, idle; goal: at most "
+                   f"{SCALING}x, judged as N=1 / N={n} >= {1 / SCALING:.3f}): {verdict}.")
+    return out
+
+
 def _fit(points: list[tuple[float, float]]) -> Doc | None:
     """Least squares compact_s = fixed + per_page * moved, over runs of one kind."""
     xs = [x for x, _ in points]
@@ -189,6 +222,7 @@ def markdown(doc: Doc, rows: list[Doc]) -> str:
                                [[str(p["rep"]), p["phase"], str(p["sharers"]),
                                  f"{p['region']:.0f}", f"{p['shm']:.0f}"] for p in pairs],
                                "rlrrr")]
+    out += [line for g in idle_goals(doc) for line in ("", g)]
     out += ["", ("Least-squares fit compact_s = fixed + per_page x shared pages moved, over "
                  "every run of a phase and backend (N = all) or of one N (only where at "
                  "least 3 runs moved a range of page counts wide enough):"), "",

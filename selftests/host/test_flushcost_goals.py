@@ -1,0 +1,54 @@
+"""bench/flushcost's idle-phase region goals (issue 20), judged from a saved document."""
+from __future__ import annotations
+
+from typing import Any
+
+from flushcost.report import idle_goals
+
+Doc = dict[str, Any]
+
+
+def _run(rep: int, n: int, moved: int, compact_s: float, ipis: int) -> Doc:
+    return {"ok": True, "rep": rep, "sharers": n, "phase": "idle", "backend": "region",
+            "compact_s": compact_s, "pfns_after": {"moved": moved},
+            "ipis": {"CAL": [ipis, 0], "TLB": [0, 0], "RES": [99, 99]}}
+
+
+def _doc(runs: list[Doc]) -> Doc:
+    return {"plan": {"phases": ["idle"], "backends": ["region"], "sharers": [1, 1000]},
+            "runs": runs}
+
+
+def _pairs(cost_ratio: float, ipis: int = 0, reps: int = 10) -> Doc:
+    runs = []
+    for rep in range(reps):
+        runs.append(_run(rep, 1, 2000, 0.2 * (1 + rep / 100), ipis))
+        runs.append(_run(rep, 1000, 1000, 0.1 * (1 + rep / 100) * cost_ratio, ipis))
+    return _doc(runs)
+
+
+def test_same_cost_per_moved_page_at_n1000_is_met() -> None:
+    lines = idle_goals(_pairs(1.0))
+    assert "N = 1000 against N = 1" in lines[1] and ": met:" in lines[1]
+
+
+def test_twice_the_cost_per_moved_page_at_n1000_is_not_met() -> None:
+    assert ": NOT met:" in idle_goals(_pairs(2.0))[1]
+
+
+def test_fewer_than_ten_pairs_is_inconclusive() -> None:
+    assert ": inconclusive:" in idle_goals(_pairs(1.0, reps=9))[1]
+
+
+def test_one_ipi_per_twenty_moved_pages_is_met() -> None:
+    # 0.05 x 1000 moved = 50 IPIs allowed in the N = 1000 runs, 100 in the N = 1 runs
+    assert "met: worst 0, at most 0" in idle_goals(_pairs(1.0, ipis=50))[0]
+
+
+def test_one_ipi_more_than_a_twentieth_of_moved_pages_is_not_met() -> None:
+    assert "NOT met: worst 1, at most 0" in idle_goals(_pairs(1.0, ipis=51))[0]
+
+
+def test_runs_moving_fewer_than_512_pages_are_not_judged() -> None:
+    doc = _doc([_run(0, 1, 511, 0.1, 0), _run(0, 1000, 3, 0.1, 0)])
+    assert idle_goals(doc) == ["Idle region goals: no run moved 512 pages or more: not judged."]
