@@ -83,9 +83,10 @@ def anon_premap(nbytes: int) -> mmap.mmap:
 def create(backend: str, name: str, nbytes: int, inherited: mmap.mmap | None) -> Mapping:
     """The first sharer: make the memory (no page is touched here)."""
     if backend == "region":
+        path = _path(backend, name)  # mounts msharefs if needed: before alignment() reads it
         align = libmshare.alignment()
         window = -(-nbytes // align) * align
-        fd = os.open(_path(backend, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         start = find_free_window(window, align)
         if start is None:
             os.close(fd)
