@@ -52,7 +52,7 @@ PLANS: dict[str, Plan] = {
     "large": Plan(size_mib=256, sharers=(1, 8, 32), reps=3),
     "smoke": Plan(size_mib=16, sharers=(1, 2), reps=1, baseline_s=1.0, after_s=0.5),
     # Issue 20's plans: boot with --cpus 4.
-    "cpus4": Plan(size_mib=32, sharers=(1, 8), reps=3, baseline_s=1.5, after_s=0.5,
+    "cpus4": Plan(size_mib=32, sharers=(1, 8), reps=10, baseline_s=1.5, after_s=0.5,
                   mapper_cpus=(1, 2)),
     "n1000": Plan(size_mib=32, sharers=(1, 1000), reps=10, backends=("region",),
                   phases=("idle",), mapper_cpus=(1, 2), holes_after_attach=True),

@@ -17,6 +17,9 @@ MIN_MOVED = 512
 # moved page, and a moved page costing at most 1.5 times as much with N sharers as with 1.
 IDLE_IPIS_PER_PAGE = 0.05
 SCALING = 1.5
+# ... and with one sharer reading (phase reader): its throughput drop at most shm's + 5
+# points in the same repetition.
+READER_POINTS = 5
 
 
 def _ipis(r: Doc) -> int:
@@ -138,6 +141,30 @@ def idle_goals(doc: Doc) -> list[str]:
     return out
 
 
+def reader_goal(doc: Doc) -> list[str]:
+    """The reader's drop, region against shm, per N, paired by repetition.  The goal
+    drop_region <= drop_shm + 5 points is retained_region >= retained_shm - 0.05, judged
+    as the ratio retained_region / (retained_shm - 0.05) >= 1 by the decision rule."""
+    plan = doc["plan"]
+    if "reader" not in plan["phases"] or not {"region", "shm"} <= set(plan["backends"]):
+        return []
+    kept = {(r["rep"], r["sharers"], r["backend"]): 1 - d / 100 for r in doc["runs"]
+            if r.get("ok") and r["phase"] == "reader" and (d := _drop(r)) is not None}
+    out = []
+    for n in plan["sharers"]:
+        reps = sorted(rep for rep, k, b in kept if k == n and b == "region"
+                      and (rep, n, "shm") in kept and kept[rep, n, "shm"] > READER_POINTS / 100)
+        region = [kept[rep, n, "region"] for rep in reps]
+        shm = [kept[rep, n, "shm"] - READER_POINTS / 100 for rep in reps]
+        if any(v <= 0 for v in region):
+            verdict = "NOT met: a region run's reader stopped during the compaction"
+        else:
+            verdict = stats.judge_ratio(region, shm, margin=1.0).describe()
+        out.append(f"Reader throughput drop, region against shm + {READER_POINTS} points, N = "
+                   f"{n} (paired by repetition, every run): {verdict}.")
+    return out
+
+
 def _fit(points: list[tuple[float, float]]) -> Doc | None:
     """Least squares compact_s = fixed + per_page * moved, over runs of one kind."""
     xs = [x for x, _ in points]
@@ -222,7 +249,7 @@ def markdown(doc: Doc, rows: list[Doc]) -> str:
                                [[str(p["rep"]), p["phase"], str(p["sharers"]),
                                  f"{p['region']:.0f}", f"{p['shm']:.0f}"] for p in pairs],
                                "rlrrr")]
-    out += [line for g in idle_goals(doc) for line in ("", g)]
+    out += [line for g in idle_goals(doc) + reader_goal(doc) for line in ("", g)]
     out += ["", ("Least-squares fit compact_s = fixed + per_page x shared pages moved, over "
                  "every run of a phase and backend (N = all) or of one N (only where at "
                  "least 3 runs moved a range of page counts wide enough):"), "",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flushcost.report import idle_goals
+from flushcost.report import idle_goals, reader_goal
 
 Doc = dict[str, Any]
 
@@ -52,3 +52,33 @@ def test_one_ipi_more_than_a_twentieth_of_moved_pages_is_not_met() -> None:
 def test_runs_moving_fewer_than_512_pages_are_not_judged() -> None:
     doc = _doc([_run(0, 1, 511, 0.1, 0), _run(0, 1000, 3, 0.1, 0)])
     assert idle_goals(doc) == ["Idle region goals: no run moved 512 pages or more: not judged."]
+
+
+def _reader_doc(region_drop: float, shm_drop: float, reps: int = 10,
+                jitter: float = 0.0) -> Doc:
+    runs = []
+    for rep in range(reps):
+        noise = jitter if rep % 2 else -jitter
+        for backend, drop in (("region", region_drop + noise), ("shm", shm_drop)):
+            before = 1000.0 + rep
+            runs.append({"ok": True, "rep": rep, "sharers": 8, "phase": "reader",
+                         "backend": backend, "reader": {"before_pages_s": before,
+                         "during_pages_s": before * (1 - (drop + rep / 10) / 100)}})
+    return {"plan": {"phases": ["reader"], "backends": ["region", "shm"], "sharers": [8]},
+            "runs": runs}
+
+
+def test_reader_drop_equal_to_shms_is_met() -> None:
+    assert ": met:" in reader_goal(_reader_doc(60, 60))[0]
+
+
+def test_reader_drop_ten_points_over_shms_is_not_met() -> None:
+    assert ": NOT met:" in reader_goal(_reader_doc(70, 60))[0]
+
+
+def test_reader_drop_five_points_over_shms_give_or_take_three_is_inconclusive() -> None:
+    assert ": inconclusive:" in reader_goal(_reader_doc(65, 60, jitter=3))[0]
+
+
+def test_reader_goal_with_fewer_than_ten_pairs_is_inconclusive() -> None:
+    assert "3 pairs, fewer than the 10" in reader_goal(_reader_doc(60, 60, reps=3))[0]
