@@ -49,6 +49,10 @@ WARM_SQL = ("select pg_prewarm('pgbench_accounts'), pg_prewarm('pgbench_accounts
 # generate_series in the select list streams (ProjectSet): no tuplestore to fault in.
 TOUCH_SQL = ("select sum(length(get_raw_page('{rel}', b::int))) from (select generate_series("
              "0, pg_relation_size('{rel}') / 8192 - 1) b) s")
+# The touch pass's private side without the segment: as many rows, each an 8 kB bytea
+# made in the backend, and the accounts relation opened (pg_relation_size).
+PRIVATE_SQL = ("select sum(length(decode(repeat('00', 8192), 'hex'))) from (select "
+               "generate_series(0, pg_relation_size('pgbench_accounts') / 8192 - 1) b) s")
 # The storm's read: the first {blocks} blocks of the accounts table, whole.
 STORM_SQL = ("select sum(length(get_raw_page('pgbench_accounts', b::int))) from (select "
              "generate_series(0, least({blocks}, pg_relation_size('pgbench_accounts') / 8192)"
@@ -245,6 +249,12 @@ class Bench:
             query_all(sessions, TOUCH_SQL.format(rel="pgbench_branches"))
             r["connect_all_s"] = time.monotonic() - t
             pids = [s.pid for s in sessions]
+            # ... and the pass's own memory reached once without the segment, so that the
+            # pass's faults are the segment's (a region's backend has its link by now).
+            flt = [minflt(p) for p in pids]
+            query_all(sessions, PRIVATE_SQL)
+            r["private_faults"] = [(b or 0) - (a or 0)
+                                   for a, b in zip(flt, map(minflt, pids), strict=True)]
             time.sleep(0.3)
             r["pt_idle_kib"] = page_tables()
             r["vmpte_idle_kib"] = [vmpte(p) for p in pids]
