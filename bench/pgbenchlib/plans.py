@@ -15,7 +15,8 @@ import copy
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["CONFIGS", "PLANS", "Plan", "config_list", "positive", "resolve", "timeout_s"]
+__all__ = ["CONFIGS", "PLANS", "Plan", "cell_s", "config_list", "positive", "resolve",
+           "timeout_s"]
 
 MiB = 1 << 20
 # The server configurations: pgbenchlib.cluster's docstring says what each one is.
@@ -82,9 +83,14 @@ _SECONDS_PER_CONFIG_REP = {"quick": 200.0, "default": 480.0, "sweep": 720.0,
                            "scale": 3600.0}
 
 
+def cell_s(plan: Plan) -> float:
+    """What one configuration's runs in one repetition (a cell) may take."""
+    return _SECONDS_PER_CONFIG_REP[plan.name]
+
+
 def timeout_s(plan: Plan) -> float:
     """The boot's timeout for a plan: every configuration of every repetition."""
-    return _SECONDS_PER_CONFIG_REP[plan.name] * plan.reps * len(plan.configs)
+    return cell_s(plan) * plan.reps * len(plan.configs)
 
 
 def resolve(name: str, *, clients: str | None = None, configs: str | None = None,

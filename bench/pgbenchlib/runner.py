@@ -38,7 +38,7 @@ from .cluster import (
     region_stats,
 )
 from .libpq import Session, connect_all, query_all
-from .plans import Plan
+from .plans import Plan, cell_s
 
 __all__ = ["TOUCH_SQL", "WARM_SQL", "run_plan"]
 
@@ -298,7 +298,7 @@ class Bench:
     def run(self, resume: Doc | None) -> Doc:
         # The identity is checked before anything is set up or the saved runs rewritten.
         loop = Loop(self.doc, self.out, identity(self.plan.to_json(), self.doc["provenance"]),
-                    resume)
+                    resume, stall_s=cell_s(self.plan))
         if resume is not None:
             self.log(f"resuming: {len(loop.done)} of {len(self.cells())} runs done")
         self.doc = loop.doc

@@ -12,13 +12,16 @@ repetitions paired across two kernels or two revisions would judge neither.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from . import hostload
+from . import hostload, proc
 
 __all__ = ["Cell", "Loop", "ResumeError", "check_resume", "identity", "load", "rotation",
            "save"]
@@ -26,6 +29,7 @@ __all__ = ["Cell", "Loop", "ResumeError", "check_resume", "identity", "load", "r
 T = TypeVar("T")
 Doc = dict[str, Any]
 Cell = tuple[int | str, ...]
+PF_KTHREAD = 0x00200000
 
 
 class ResumeError(ValueError):
@@ -84,7 +88,8 @@ class Loop:
     """Run a plan's cells in order, saving the document after each; with ``resume``
     (the saved document) keep its runs and skip their cells."""
 
-    def __init__(self, doc: Doc, out: str, ident: Doc, resume: Doc | None = None) -> None:
+    def __init__(self, doc: Doc, out: str, ident: Doc, resume: Doc | None = None,
+                 stall_s: float | None = None) -> None:
         if resume is not None:
             check_resume(resume, ident, out)
             doc = resume
@@ -98,6 +103,8 @@ class Loop:
                              "boots": [*boots, time.strftime("%Y-%m-%dT%H:%M:%S%z")]}
         self._elapsed = float(doc.get("elapsed_s", 0.0))  # the earlier boots' share
         self._t0 = time.monotonic()
+        # A cell running this long is reported (stall_report), then again every stall_s.
+        self.stall_s = stall_s
         save(doc, out)
 
     @property
@@ -111,7 +118,8 @@ class Loop:
             if cell in self.done:
                 continue
             before = hostload.now(self._dir)
-            r = measure(cell)
+            with self._watchdog(cell):
+                r = measure(cell)
             r["cell"] = list(cell)
             r["host_load"] = {"before": before, "after": hostload.now(self._dir)}
             self.doc["runs"].append(r)
@@ -121,3 +129,30 @@ class Loop:
         self.doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         save(self.doc, self.out)
         return self.doc
+
+    @contextlib.contextmanager
+    def _watchdog(self, cell: Cell) -> Iterator[None]:
+        done = threading.Event()
+        t0 = time.monotonic()
+
+        def watch() -> None:
+            while self.stall_s and not done.wait(self.stall_s):
+                stall_report(cell, time.monotonic() - t0)
+
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+
+def stall_report(cell: Cell, seconds: float) -> None:
+    """Where every user task waits, on stderr, and the kernel's list of blocked tasks
+    (sysrq w) in its log: what a run that stops making progress leaves to explain it."""
+    lines = proc.task_sites(lambda t: not (proc.stat_flags(t) or 0) & PF_KTHREAD)
+    print(f"benchloop: cell {list(cell)} has run {seconds:.0f} s; its tasks:\n"
+          + "\n".join(lines), file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError), open("/proc/sysrq-trigger", "w") as f:
+        f.write("w")

@@ -10,6 +10,7 @@ import contextlib
 import gzip
 import os
 import platform
+from collections.abc import Callable
 
 from libmshare import fs
 from libmshare.addrspace import MapDetail, parse_maps
@@ -20,8 +21,9 @@ from . import env
 __all__ = [
     "MapDetail", "MountEntry", "config_enabled", "cpu_model", "has_msharefs", "interrupts",
     "kernel_config", "maps", "meminfo", "meminfo_kib", "minflt", "mounts",
-    "page_tables_kib", "refresh_counters", "smaps", "smaps_rollup", "stat_flags", "state",
-    "status", "status_kib", "system_info", "vm_pte_kib", "vma_at", "vmstat",
+    "page_tables_kib", "pgid", "refresh_counters", "smaps", "smaps_rollup", "stat_flags",
+    "state", "status", "status_kib", "system_info", "task_sites", "vm_pte_kib", "vma_at",
+    "vmstat", "wait_site",
 ]
 
 Pid = int | str
@@ -145,6 +147,21 @@ def wait_site(pid: Pid = "self", depth: int = 6) -> str | None:
         return None
     stack = " < ".join(f.split()[-1] for f in frames if f.split()) or "-"
     return f"state {state(pid)} wchan {wchan} stack {stack}"
+
+
+def task_sites(keep: Callable[[str], bool], depth: int = 6) -> list[str]:
+    """One line per task (thread) that keep("PID/task/TID") selects: its command and where
+    it waits (wait_site), for a stuck run's report."""
+    lines = []
+    for pid in sorted(filter(str.isdigit, os.listdir("/proc")), key=int):
+        with contextlib.suppress(OSError):
+            for tid in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
+                where = f"{pid}/task/{tid}"
+                site = wait_site(where, depth) if keep(where) else None
+                if site:
+                    comm = _read(f"/proc/{where}/comm").strip()
+                    lines.append(f"  task {tid} (pid {pid}, {comm}) {site}")
+    return lines
 
 
 def stat_flags(pid: Pid = "self") -> int | None:

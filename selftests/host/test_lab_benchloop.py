@@ -3,6 +3,8 @@ that keeps the saved cells and refuses another run's document."""
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +100,19 @@ def test_a_document_without_a_checkpoint_or_none_at_all_is_refused(tmp_path: Pat
         _run(out, [], resume=True)
     with pytest.raises(ResumeError, match="cannot resume .*absent.json"):
         load(str(tmp_path / "absent.json"))
+
+
+def test_a_cell_running_past_stall_s_reports_where_its_tasks_wait(tmp_path: Path,
+                                                                 capfd: pytest.CaptureFixture[str]) -> None:
+    loop = Loop({"runs": []}, str(tmp_path / "doc.json"), identity({}, {}), stall_s=0.05)
+    loop.run([(0,)], lambda cell: (time.sleep(0.3), {})[1])
+    err = capfd.readouterr().err
+    assert "benchloop: cell [0] has run" in err
+    assert f"(pid {os.getpid()}, " in err
+
+
+def test_a_cell_within_stall_s_reports_nothing(tmp_path: Path,
+                                              capfd: pytest.CaptureFixture[str]) -> None:
+    loop = Loop({"runs": []}, str(tmp_path / "doc.json"), identity({}, {}), stall_s=30)
+    loop.run([(0,)], lambda cell: {})
+    assert "benchloop" not in capfd.readouterr().err

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import harness
 import pytest
@@ -25,13 +24,7 @@ SECONDS = float(os.environ.get("LIBMSHARE_FUZZ_SECONDS", "150"))
 def _group_tasks(group: int) -> str:
     """Every task of the fuzzer's process group and where it waits: what an overrun
     leaves to explain it."""
-    lines = []
-    for task in sorted(Path("/proc").glob("[0-9]*/task/[0-9]*")):
-        where = f"{task.parent.parent.name}/task/{task.name}"
-        site = proc.wait_site(where) if proc.pgid(where) == group else None
-        if site:
-            lines.append(f"  task {task.name} (pid {task.parent.parent.name}) {site}")
-    return "\n".join(lines) or "  (no task left)"
+    return "\n".join(proc.task_sites(lambda t: proc.pgid(t) == group)) or "  (no task left)"
 
 
 def _group_alive(pgid: int) -> bool:
