@@ -38,11 +38,6 @@ class Plan:
     # CPUs the sharers after the first are pinned to, round robin (None: unpinned).  With
     # 4 vCPUs and (1, 2): compaction on CPU 0, mappers on 1 and 2, CPU 3 never a mapper.
     mapper_cpus: tuple[int, ...] | None = None
-    # Free the filler only once every sharer has attached.  Freed at populate, its holes
-    # are order-0 pages, the first an order-0 allocation takes: 1,000 attaching sharers'
-    # own pages fill them all, compaction then finds no free page to move region pages
-    # to, and moves none (the n1000 run of 2026-12-06 moved 0-11 of 8,192).
-    holes_after_attach: bool = False
 
 
 PLANS: dict[str, Plan] = {
@@ -55,7 +50,7 @@ PLANS: dict[str, Plan] = {
     "cpus4": Plan(size_mib=32, sharers=(1, 8), reps=10, baseline_s=1.5, after_s=0.5,
                   mapper_cpus=(1, 2)),
     "n1000": Plan(size_mib=32, sharers=(1, 1000), reps=10, backends=("region",),
-                  phases=("idle",), mapper_cpus=(1, 2), holes_after_attach=True),
+                  phases=("idle",), mapper_cpus=(1, 2)),
 }
 
 
@@ -171,7 +166,7 @@ def one_run(backend: str, n: int, phase: str, plan: Plan, tag: str) -> Doc:
         run["precompact_s"] = compact()
         run["free_pages_before"] = zone_free()
         run["block_types_before"] = block_types()
-        run.update(sharers[0].call(op="populate", keep_filler=plan.holes_after_attach))
+        run.update(sharers[0].call(op="populate"))
         run["free_pages_populated"] = zone_free()
         run["block_types_populated"] = block_types()
         cpus = plan.mapper_cpus
@@ -180,9 +175,6 @@ def one_run(backend: str, n: int, phase: str, plan: Plan, tag: str) -> Doc:
         touch = [s.recv() for s in sharers[1:]]
         run["attach_touch_s"] = [t["touch_s"] for t in touch]
         run["attach_touch_faults"] = [t["touch_faults"] for t in touch]
-        if plan.holes_after_attach:
-            run["free_pages_attached"] = zone_free()
-            sharers[0].call(op="free_filler")
         run["pfns_before"] = sharers[0].call(op="pfns")
         reader = sharers[-1]
         started = 0.0

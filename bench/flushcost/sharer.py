@@ -6,7 +6,6 @@ each answered with one JSON line.  The commands:
   pages and the filler pages come out of the allocator interleaved; unmap the filler,
   which leaves every other page free (fragmentation that compaction must undo by
   migrating the shared pages).  Pinned to CPU 0 so both come from one per-CPU list.
-  With ``keep_filler`` the filler stays mapped until ``free_filler``.
 - ``attach``: (the others) map the memory and read one byte of every page; with
   ``cpu``, pinned to that CPU from then on (so it only ever runs there).
 - ``pfns``: record the PFN of every shared page (``/proc/self/pagemap``); with
@@ -41,6 +40,27 @@ def _pin(cpu: int | None) -> None:
     os.sched_setaffinity(0, range(os.cpu_count() or 1) if cpu is None else {cpu})
 
 
+def _populate(m: mem.Mapping, nbytes: int) -> dict[str, Any]:
+    _pin(0)
+    filler = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
+                       prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    with contextlib.suppress(AttributeError, OSError):
+        filler.madvise(mmap.MADV_NOHUGEPAGE)
+    fbuf = memoryview(filler)
+    buf = m.buf
+    t0 = time.perf_counter()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for off in range(0, nbytes, mem.PAGE):
+        buf[off] = 1
+        fbuf[off] = 2
+    elapsed = time.perf_counter() - t0
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - ru0
+    fbuf.release()
+    filler.close()  # frees every other page
+    _pin(None)
+    return {"populate_s": elapsed, "populate_faults": faults}
+
+
 @dataclass
 class _State:
     backend: str
@@ -50,33 +70,6 @@ class _State:
     m: mem.Mapping | None = None
     cpu: int | None = None  # pinned here by attach
     pfns: list[int] = field(default_factory=list)
-    filler: mmap.mmap | None = None  # populate's, kept until free_filler
-
-
-def _populate(st: _State, keep_filler: bool) -> dict[str, Any]:
-    assert st.m is not None
-    nbytes = st.nbytes
-    _pin(0)
-    filler = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
-                       prot=mmap.PROT_READ | mmap.PROT_WRITE)
-    with contextlib.suppress(AttributeError, OSError):
-        filler.madvise(mmap.MADV_NOHUGEPAGE)
-    fbuf = memoryview(filler)
-    buf = st.m.buf
-    t0 = time.perf_counter()
-    ru0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for off in range(0, nbytes, mem.PAGE):
-        buf[off] = 1
-        fbuf[off] = 2
-    elapsed = time.perf_counter() - t0
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - ru0
-    fbuf.release()
-    if keep_filler:
-        st.filler = filler
-    else:
-        filler.close()  # frees every other page
-    _pin(None)
-    return {"populate_s": elapsed, "populate_faults": faults}
 
 
 def _reader(st: _State, cpu: int, cmd_fd: int) -> dict[str, Any]:
@@ -105,14 +98,7 @@ def _handle(st: _State, cmd: dict[str, Any], reply_fd: int, rd: IO[str]) -> dict
     op = cmd["op"]
     if op == "populate":
         st.m = mem.create(st.backend, st.name, st.nbytes, st.inherited)
-        return _populate(st, bool(cmd.get("keep_filler")))
-    if op == "free_filler":
-        assert st.filler is not None
-        _pin(0)  # the CPU that populated: its per-CPU list, as populate's own free
-        st.filler.close()  # frees every other page
-        st.filler = None
-        _pin(None)
-        return {}
+        return _populate(st.m, st.nbytes)
     if op == "attach":
         if cmd.get("cpu") is not None:
             st.cpu = int(cmd["cpu"])
