@@ -3,11 +3,13 @@ one run (one_run) is the steps of README.md's "What one run does"."""
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -38,6 +40,9 @@ class Plan:
     # CPUs the sharers after the first are pinned to, round robin (None: unpinned).  With
     # 4 vCPUs and (1, 2): compaction on CPU 0, mappers on 1 and 2, CPU 3 never a mapper.
     mapper_cpus: tuple[int, ...] | None = None
+    # Sharers 1..N-1 as mapper.c processes of a few pages each instead of forked Python
+    # (about 200 pages each once they run): regions only.
+    c_mappers: bool = False
 
 
 PLANS: dict[str, Plan] = {
@@ -50,7 +55,7 @@ PLANS: dict[str, Plan] = {
     "cpus4": Plan(size_mib=32, sharers=(1, 8), reps=10, baseline_s=1.5, after_s=0.5,
                   mapper_cpus=(1, 2)),
     "n1000": Plan(size_mib=32, sharers=(1, 1000), reps=10, backends=("region",),
-                  phases=("idle",), mapper_cpus=(1, 2)),
+                  phases=("idle",), mapper_cpus=(1, 2), c_mappers=True),
 }
 
 
@@ -152,15 +157,52 @@ def _rate(stamps: list[float], chunk_pages: int, lo: float, hi: float) -> float 
     return sum(1 for s in stamps if lo <= s < hi) * chunk_pages / (hi - lo)
 
 
+@functools.cache
+def _mapper_exe() -> str:
+    """mapper.c, built once per guest with its gcc."""
+    exe = os.path.join(tempfile.mkdtemp(prefix="flushcost-"), "mapper")
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", exe, str(Path(__file__).with_name("mapper.c"))],
+                   check=True)
+    return exe
+
+
+def _c_mappers(n: int, path: str, nbytes: int, cpus: tuple[int, ...] | None,
+               ) -> list[subprocess.Popen[str]]:
+    """n mapper.c processes, each waiting for its go line before it maps path."""
+    return [subprocess.Popen([_mapper_exe(), path, str(nbytes),
+                              str(cpus[i % len(cpus)] if cpus else -1)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            for i in range(n)]
+
+
+def _c_touch(mappers: list[subprocess.Popen[str]]) -> list[Doc]:
+    """Let every mapper map and read the region; their faults and seconds."""
+    for m in mappers:
+        assert m.stdin is not None
+        m.stdin.write("go\n")
+        m.stdin.flush()
+    out = []
+    for m in mappers:
+        assert m.stdout is not None
+        line = m.stdout.readline().split()
+        if len(line) != 3:
+            raise RuntimeError(f"mapper {m.pid} did not map the region (exit {m.poll()})")
+        out.append({"touch_faults": int(line[0]), "touch_s": int(line[1]) / 1e9})
+    return out
+
+
 def one_run(backend: str, n: int, phase: str, plan: Plan, tag: str) -> Doc:
     nbytes = plan.size_mib << 20
     name = f"flushcost-{os.getpid()}-{tag}"
     inherited = mem.anon_premap(nbytes) if backend == "anon" else None
     sharers: list[Sharer] = []
+    mappers: list[subprocess.Popen[str]] = []
     run: Doc = {"backend": backend, "sharers": n, "phase": phase, "size_mib": plan.size_mib}
     try:
-        for i in range(n):
+        for i in range(1 if plan.c_mappers else n):
             sharers.append(spawn(i, backend, name, nbytes, inherited))
+        if plan.c_mappers:
+            mappers = _c_mappers(n - 1, mem.path(backend, name), nbytes, plan.mapper_cpus)
         os.sched_setaffinity(0, {0})  # the compaction runs on CPU 0; the reader on CPU 1
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
         run["precompact_s"] = compact()
@@ -172,7 +214,7 @@ def one_run(backend: str, n: int, phase: str, plan: Plan, tag: str) -> Doc:
         cpus = plan.mapper_cpus
         for i, s in enumerate(sharers[1:]):
             s.send(op="attach", cpu=cpus[i % len(cpus)] if cpus else None)
-        touch = [s.recv() for s in sharers[1:]]
+        touch = [s.recv() for s in sharers[1:]] + _c_touch(mappers)
         run["attach_touch_s"] = [t["touch_s"] for t in touch]
         run["attach_touch_faults"] = [t["touch_faults"] for t in touch]
         run["pfns_before"] = sharers[0].call(op="pfns")
@@ -210,7 +252,10 @@ def one_run(backend: str, n: int, phase: str, plan: Plan, tag: str) -> Doc:
         run["ok"] = False
         run["error"] = f"{type(e).__name__}: {e}"
     finally:
-        run["exit_statuses"] = sorted({s.finish() for s in sharers})
+        for m in mappers:
+            if m.stdin is not None:
+                m.stdin.close()
+        run["exit_statuses"] = sorted({s.finish() for s in sharers} | {m.wait() for m in mappers})
         mem.remove(backend, name)
         if inherited is not None:
             inherited.close()

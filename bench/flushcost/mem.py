@@ -19,7 +19,8 @@ from libmshare import _libc
 from libmshare.addrspace import find_free_window
 from mshare_lab import kapi
 
-__all__ = ["BACKENDS", "PAGE", "Mapping", "anon_premap", "attach", "create", "pfns", "remove"]
+__all__ = ["BACKENDS", "PAGE", "Mapping", "anon_premap", "attach", "create", "path", "pfns",
+           "remove"]
 
 PAGE = 4096
 BACKENDS = ("region", "shm", "anon")
@@ -67,7 +68,7 @@ def _shm_map(fd: int, nbytes: int) -> Mapping:
     return Mapping("shm", addr, nbytes, buf, fd, m)
 
 
-def _path(backend: str, name: str) -> str:
+def path(backend: str, name: str) -> str:
     """The file the sharers of a region or of a /dev/shm file open."""
     if backend == "region":
         return os.path.join(libmshare.ensure_mounted(), name)
@@ -83,17 +84,17 @@ def anon_premap(nbytes: int) -> mmap.mmap:
 def create(backend: str, name: str, nbytes: int, inherited: mmap.mmap | None) -> Mapping:
     """The first sharer: make the memory (no page is touched here)."""
     if backend == "region":
-        path = _path(backend, name)  # mounts msharefs if needed: before alignment() reads it
+        file = path(backend, name)  # mounts msharefs if needed: before alignment() reads it
         align = libmshare.alignment()
         window = -(-nbytes // align) * align
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         start = find_free_window(window, align)
         if start is None:
             os.close(fd)
             raise OSError(0, "no free aligned window for the region")
         return _region_map(fd, start, window, nbytes)
     if backend == "shm":
-        fd = os.open(_path(backend, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path(backend, name), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         os.ftruncate(fd, nbytes)
         return _shm_map(fd, nbytes)
     return attach(backend, name, nbytes, inherited)  # anon: made before fork()
@@ -102,14 +103,14 @@ def create(backend: str, name: str, nbytes: int, inherited: mmap.mmap | None) ->
 def attach(backend: str, name: str, nbytes: int, inherited: mmap.mmap | None) -> Mapping:
     """Any other sharer: map the memory the first one made (no page is touched)."""
     if backend == "region":
-        fd = os.open(_path(backend, name), os.O_RDWR)
+        fd = os.open(path(backend, name), os.O_RDWR)
         start, size = struct.unpack("QQ", os.pread(fd, 16, 0))
         if size < nbytes:
             os.close(fd)
             raise OSError(0, f"region {name} is {size} bytes, not {nbytes}")
         return _region_map(fd, start, size, nbytes)
     if backend == "shm":
-        return _shm_map(os.open(_path(backend, name), os.O_RDWR), nbytes)
+        return _shm_map(os.open(path(backend, name), os.O_RDWR), nbytes)
     if backend == "anon":
         if inherited is None:
             raise ValueError("anon needs the mapping inherited from the driver")
@@ -122,7 +123,7 @@ def remove(backend: str, name: str) -> None:
     """Unlink what create() made (the memory goes with the last mapping)."""
     if backend != "anon":
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(_path(backend, name))
+            os.unlink(path(backend, name))
 
 
 def pfns(addr: int, nbytes: int) -> list[int]:
