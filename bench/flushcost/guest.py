@@ -59,6 +59,8 @@ PLANS: dict[str, Plan] = {
 }
 
 
+STALL_S = 300.0
+
 VMSTAT_KEYS = ("pgmigrate_success", "pgmigrate_fail", "compact_migrate_scanned",
                "compact_free_scanned", "compact_isolated", "nr_tlb_remote_flush",
                "nr_tlb_remote_flush_received", "nr_tlb_local_flush_all",
@@ -283,8 +285,9 @@ def run_plan(plan_name: str, plan: Plan, out: str, accelerator: str,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "guest": {**guest_info(), "accelerator": accelerator},
                 "notes": notes, "runs": []}
+    # A run takes seconds (a minute at N = 1,000): one past STALL_S is reported.
     loop = Loop(doc, out, identity({"plan_name": plan_name, "plan": doc["plan"]},
-                                   provenance.current()))
+                                   provenance.current()), stall_s=STALL_S)
     cells: list[Cell] = [(rep, n, backend, phase) for rep in range(plan.reps)
                          for n in plan.sharers for backend in rotation(plan.backends, rep)
                          for phase in plan.phases]

@@ -149,10 +149,12 @@ class Loop:
 
 
 def stall_report(cell: Cell, seconds: float) -> None:
-    """Where every user task waits, on stderr, and the kernel's list of blocked tasks
-    (sysrq w) in its log: what a run that stops making progress leaves to explain it."""
+    """Where every user task waits, on stderr, and in the kernel's log its blocked tasks
+    (sysrq w) and what every CPU runs (sysrq l): what a run that stops making progress
+    leaves to explain it (the console reaches the host even if the boot never ends)."""
     lines = proc.task_sites(lambda t: not (proc.stat_flags(t) or 0) & PF_KTHREAD)
     print(f"benchloop: cell {list(cell)} has run {seconds:.0f} s; its tasks:\n"
           + "\n".join(lines), file=sys.stderr, flush=True)
-    with contextlib.suppress(OSError), open("/proc/sysrq-trigger", "w") as f:
-        f.write("w")
+    for key in "wl":
+        with contextlib.suppress(OSError), open("/proc/sysrq-trigger", "w") as f:
+            f.write(key)
