@@ -181,12 +181,13 @@ class Sharer:
         return self.recv()
 
     def finish(self) -> int:
+        """Its exit code (minus the signal that killed it), as Popen.returncode says it."""
         with contextlib.suppress(BrokenPipeError, ValueError):
             self.send(op="exit")
         self.cmd.close()
         self.reply.close()
         _, status = os.waitpid(self.pid, 0)
-        return status
+        return os.waitstatus_to_exitcode(status)
 
 
 def spawn(idx: int, backend: str, name: str, nbytes: int,
