@@ -43,11 +43,22 @@ def _moved(r: Doc) -> int:
     return int(r["pfns_after"].get("moved", 0))
 
 
-def _drop(r: Doc) -> float | None:
+def _us_per_moved(r: Doc) -> float:
+    """The compaction's time over the shared pages it moved (an upper bound per page)."""
+    return float(1e6 * r["compact_s"] / _moved(r))
+
+
+def _retained(r: Doc) -> float | None:
+    """The reader's throughput during the compaction over before it."""
     rd = r.get("reader")
     if not rd or not rd.get("before_pages_s") or rd.get("during_pages_s") is None:
         return None
-    return float(100.0 * (1.0 - rd["during_pages_s"] / rd["before_pages_s"]))
+    return float(rd["during_pages_s"] / rd["before_pages_s"])
+
+
+def _drop(r: Doc) -> float | None:
+    kept = _retained(r)
+    return None if kept is None else 100.0 * (1.0 - kept)
 
 
 METRICS: dict[str, Callable[[Doc], float | None]] = {
@@ -55,7 +66,7 @@ METRICS: dict[str, Callable[[Doc], float | None]] = {
     "shared_moved": lambda r: float(_moved(r)),
     "shared_present": lambda r: float(r["pfns_before"].get("present", 0)),
     # Only where enough shared pages moved for them to dominate the compaction's time.
-    "us_per_moved": lambda r: 1e6 * r["compact_s"] / _moved(r) if _moved(r) >= MIN_MOVED else None,
+    "us_per_moved": lambda r: _us_per_moved(r) if _moved(r) >= MIN_MOVED else None,
     "ipis": lambda r: float(_ipis(r)),
     "ipis_per_moved": lambda r: _ipis(r) / _moved(r) if _moved(r) else None,
     "reader_before": lambda r: (r.get("reader") or {}).get("before_pages_s"),
@@ -132,8 +143,8 @@ def idle_goals(doc: Doc) -> list[str]:
         if n == 1 or 1 not in plan["sharers"]:
             continue
         reps = sorted(rep for rep, k in runs if k == n and (rep, 1) in runs)
-        one = [1e6 * runs[rep, 1]["compact_s"] / _moved(runs[rep, 1]) for rep in reps]
-        many = [1e6 * runs[rep, n]["compact_s"] / _moved(runs[rep, n]) for rep in reps]
+        one = [_us_per_moved(runs[rep, 1]) for rep in reps]
+        many = [_us_per_moved(runs[rep, n]) for rep in reps]
         # Higher is better: the N = 1 cost over the N cost, at least 1 / SCALING.
         verdict = stats.judge_ratio(one, many, margin=round(1 / SCALING, 3)).describe()
         out.append(f"Cost per moved page, N = {n} against N = 1 (region, idle; goal: at most "
@@ -148,8 +159,8 @@ def reader_goal(doc: Doc) -> list[str]:
     plan = doc["plan"]
     if "reader" not in plan["phases"] or not {"region", "shm"} <= set(plan["backends"]):
         return []
-    kept = {(r["rep"], r["sharers"], r["backend"]): 1 - d / 100 for r in doc["runs"]
-            if r.get("ok") and r["phase"] == "reader" and (d := _drop(r)) is not None}
+    kept = {(r["rep"], r["sharers"], r["backend"]): k for r in doc["runs"]
+            if r.get("ok") and r["phase"] == "reader" and (k := _retained(r)) is not None}
     out = []
     for n in plan["sharers"]:
         reps = sorted(rep for rep, k, b in kept if k == n and b == "region"
