@@ -29,7 +29,6 @@ __all__ = ["Cell", "Loop", "ResumeError", "check_resume", "identity", "load", "r
 T = TypeVar("T")
 Doc = dict[str, Any]
 Cell = tuple[int | str, ...]
-PF_KTHREAD = 0x00200000
 
 
 class ResumeError(ValueError):
@@ -132,11 +131,14 @@ class Loop:
 
     @contextlib.contextmanager
     def _watchdog(self, cell: Cell) -> Iterator[None]:
+        if not self.stall_s:
+            yield
+            return
         done = threading.Event()
-        t0 = time.monotonic()
+        t0, stall_s = time.monotonic(), self.stall_s
 
         def watch() -> None:
-            while self.stall_s and not done.wait(self.stall_s):
+            while not done.wait(stall_s):
                 stall_report(cell, time.monotonic() - t0)
 
         thread = threading.Thread(target=watch, daemon=True)
@@ -152,7 +154,7 @@ def stall_report(cell: Cell, seconds: float) -> None:
     """Where every user task waits, on stderr, and in the kernel's log its blocked tasks
     (sysrq w) and what every CPU runs (sysrq l): what a run that stops making progress
     leaves to explain it (the console reaches the host even if the boot never ends)."""
-    lines = proc.task_sites(lambda t: not (proc.stat_flags(t) or 0) & PF_KTHREAD)
+    lines = proc.task_sites(lambda t: not (proc.stat_flags(t) or 0) & proc.PF_KTHREAD)
     print(f"benchloop: cell {list(cell)} has run {seconds:.0f} s; its tasks:\n"
           + "\n".join(lines), file=sys.stderr, flush=True)
     for key in "wl":

@@ -19,14 +19,15 @@ from libmshare.fs import MountEntry
 from . import env
 
 __all__ = [
-    "MapDetail", "MountEntry", "config_enabled", "cpu_model", "has_msharefs", "interrupts",
-    "kernel_config", "maps", "meminfo", "meminfo_kib", "minflt", "mounts",
-    "page_tables_kib", "pgid", "refresh_counters", "smaps", "smaps_rollup", "stat_flags",
-    "state", "status", "status_kib", "system_info", "task_sites", "vm_pte_kib", "vma_at",
-    "vmstat", "wait_site",
+    "PF_KTHREAD", "MapDetail", "MountEntry", "config_enabled", "cpu_model",
+    "has_msharefs", "interrupts", "kernel_config", "maps", "meminfo", "meminfo_kib",
+    "minflt", "mounts", "page_tables_kib", "pgid", "refresh_counters", "smaps",
+    "smaps_rollup", "stat_flags", "state", "status", "status_kib", "system_info",
+    "task_sites", "vm_pte_kib", "vma_at", "vmstat", "wait_site",
 ]
 
 Pid = int | str
+PF_KTHREAD = 0x00200000  # stat_flags(): a kernel thread
 
 # The one msharefs check: the SDK's (/proc/filesystems lists the type).
 has_msharefs = fs.kernel_supports
@@ -165,8 +166,8 @@ def task_sites(keep: Callable[[str], bool], depth: int = 6) -> list[str]:
 
 
 def stat_flags(pid: Pid = "self") -> int | None:
-    """The task's PF_* flags (/proc/PID/stat field 9; PF_KTHREAD 0x00200000 marks a kernel
-    thread), None once it is gone."""
+    """The task's PF_* flags (/proc/PID/stat field 9; PF_KTHREAD marks a kernel thread),
+    None once it is gone."""
     fields = _stat(pid)
     return int(fields[6]) if fields else None
 

@@ -105,7 +105,6 @@ def quiet_memory() -> Iterator[None]:
         yield
 
 
-PF_KTHREAD = 0x00200000
 BUILD: dict[str, float] = {}  # the helper's compile time, for the summaries
 
 
@@ -119,7 +118,7 @@ def _user_tasks() -> Iterator[int]:
         except OSError:
             continue
         flags = proc.stat_flags(pid)
-        if flags is not None and not flags & PF_KTHREAD:
+        if flags is not None and not flags & proc.PF_KTHREAD:
             yield from (int(t) for t in tids)
 
 
