@@ -154,7 +154,7 @@ def stall_report(cell: Cell, seconds: float) -> None:
     """Where every user task waits, on stderr, and in the kernel's log its blocked tasks
     (sysrq w) and what every CPU runs (sysrq l): what a run that stops making progress
     leaves to explain it (the console reaches the host even if the boot never ends)."""
-    lines = proc.task_sites(lambda t: not (proc.stat_flags(t) or 0) & proc.PF_KTHREAD)
+    lines = proc.task_sites(proc.is_user_task)
     print(f"benchloop: cell {list(cell)} has run {seconds:.0f} s; its tasks:\n"
           + "\n".join(lines), file=sys.stderr, flush=True)
     for key in "wl":

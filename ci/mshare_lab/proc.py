@@ -10,7 +10,7 @@ import contextlib
 import gzip
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from libmshare import fs
 from libmshare.addrspace import MapDetail, parse_maps
@@ -20,10 +20,10 @@ from . import env
 
 __all__ = [
     "PF_KTHREAD", "MapDetail", "MountEntry", "config_enabled", "cpu_model",
-    "has_msharefs", "interrupts", "kernel_config", "maps", "meminfo", "meminfo_kib",
+    "has_msharefs", "interrupts", "is_user_task", "kernel_config", "maps", "meminfo", "meminfo_kib",
     "minflt", "mounts", "page_tables_kib", "pgid", "refresh_counters", "smaps",
     "smaps_rollup", "stat_flags", "state", "status", "status_kib", "system_info",
-    "task_sites", "vm_pte_kib", "vma_at", "vmstat", "wait_site",
+    "task_sites", "tasks", "user_tasks", "vm_pte_kib", "vma_at", "vmstat", "wait_site",
 ]
 
 Pid = int | str
@@ -150,18 +150,41 @@ def wait_site(pid: Pid = "self", depth: int = 6) -> str | None:
     return f"state {state(pid)} wchan {wchan} stack {stack}"
 
 
+def tasks() -> Iterator[str]:
+    """Every task (thread) as "PID/task/TID", in PID then TID order; a process that is
+    gone before its threads are listed is skipped."""
+    for pid in sorted(filter(str.isdigit, os.listdir("/proc")), key=int):
+        try:
+            tids = sorted(os.listdir(f"/proc/{pid}/task"), key=int)
+        except OSError:
+            continue
+        yield from (f"{pid}/task/{tid}" for tid in tids)
+
+
+def is_user_task(pid: Pid) -> bool:
+    """Is the task alive and not a kernel thread?"""
+    flags = stat_flags(pid)
+    return flags is not None and not flags & PF_KTHREAD
+
+
+def user_tasks() -> Iterator[int]:
+    """The TIDs of every task that is not a kernel thread."""
+    for where in tasks():
+        if is_user_task(where):
+            yield int(where.rsplit("/", 1)[1])
+
+
 def task_sites(keep: Callable[[str], bool], depth: int = 6) -> list[str]:
     """One line per task (thread) that keep("PID/task/TID") selects: its command and where
     it waits (wait_site), for a stuck run's report."""
     lines = []
-    for pid in sorted(filter(str.isdigit, os.listdir("/proc")), key=int):
-        with contextlib.suppress(OSError):
-            for tid in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
-                where = f"{pid}/task/{tid}"
-                site = wait_site(where, depth) if keep(where) else None
-                if site:
-                    comm = _read(f"/proc/{where}/comm").strip()
-                    lines.append(f"  task {tid} (pid {pid}, {comm}) {site}")
+    for where in tasks():
+        site = wait_site(where, depth) if keep(where) else None
+        if site:
+            with contextlib.suppress(OSError):
+                comm = _read(f"/proc/{where}/comm").strip()
+                pid, _, tid = where.split("/")
+                lines.append(f"  task {tid} (pid {pid}, {comm}) {site}")
     return lines
 
 

@@ -17,8 +17,10 @@
  * reused), an older generation's tag (a translation that survived the unlink), another
  * page's tag, or anything else.
  *
- * usage: flush_stress_helper ROLE CTLFILE CPU [SLOT]
- *   reader    SLOT: reads every page of each generation until it is released
+ * usage: flush_stress_helper ROLE CTLFILE CPU [SLOT [NAP_US]]
+ *   reader    SLOT: reads every page of each generation until it is released; with
+ *             NAP_US, sleeps that long after each pass, so that its CPU idles with the
+ *             reader's mm loaded (lazy TLB) and must catch up when the reader returns
  *   epoch     writes epochs into each generation until it is released
  *   scribbler fills freshly allocated anonymous pages with SCRIBBLE until CTL_STOP
  *
@@ -215,7 +217,7 @@ static void classify(volatile uint64_t *slot, uint64_t g, uint64_t p, uint64_t v
 	record(slot, g, p, v, want, pub);
 }
 
-static void reader(int idx)
+static void reader(int idx, long nap_us)
 {
 	volatile uint64_t *slot = &ctl[CTL_SLOTS + idx * SLOT_WORDS];
 	uint64_t g = 0;
@@ -246,6 +248,8 @@ static void reader(int idx)
 			reads += n;
 			slot[S_PASSES]++;
 			off = off == WORDS - 1 ? 2 : off + 1;
+			if (nap_us)
+				nap(nap_us);
 		}
 		slot[S_READS] += reads;
 		detach(base, fd, size);
@@ -412,9 +416,10 @@ static int lazy(const char *path, int rounds)
 int main(int argc, char **argv)
 {
 	int fd, cpu, idx = 0;
+	long nap_us = 0;
 
 	if (argc < 4) {
-		fprintf(stderr, "usage: %s reader|epoch|scribbler CTLFILE CPU [SLOT]\n",
+		fprintf(stderr, "usage: %s reader|epoch|scribbler CTLFILE CPU [SLOT [NAP_US]]\n",
 			argv[0]);
 		return 2;
 	}
@@ -429,9 +434,11 @@ int main(int argc, char **argv)
 	cpu = atoi(argv[3]);
 	if (argc > 4)
 		idx = atoi(argv[4]);
+	if (argc > 5)
+		nap_us = atol(argv[5]);
 	pin(cpu);
 	if (!strcmp(argv[1], "reader"))
-		reader(idx);
+		reader(idx, nap_us);
 	else if (!strcmp(argv[1], "epoch"))
 		epoch_writer(idx);
 	else if (!strcmp(argv[1], "scribbler"))

@@ -3,8 +3,10 @@ may cache a mapper's translation of the region, and a mapper's unlink must reach
 CPUs too (freed-tables semantics).
 
 Under TCG a missing flush rarely shows by itself (QEMU drops a vCPU's software TLB on every
-CR3 load), so both tests are built to see one: the stress keeps readers in a loop that
-never enters the kernel, and the lazy-CPU test counts the shootdown interrupt itself.
+CR3 load), so the tests are built to see one: the stress keeps readers in a loop that
+never enters the kernel; its napping variant lets each reader's CPU idle in lazy TLB mode
+between passes (no CR3 load, so what the CPU cached stays until the kernel flushes it on
+the reader's return); and the lazy-CPU test counts the shootdown interrupt itself.
 
 Stress sizes: the CI size runs cycles of a 4 MiB region for about 20 s (at least two, and
 until 64 pages moved; 12 s, 70 pages moved, missed seeded bug A once, where 20 s caught it
@@ -108,20 +110,6 @@ def quiet_memory() -> Iterator[None]:
 BUILD: dict[str, float] = {}  # the helper's compile time, for the summaries
 
 
-def _user_tasks() -> Iterator[int]:
-    """Every task of every user process (kernel threads never switch the loaded mm)."""
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        flags = proc.stat_flags(pid)
-        if flags is not None and not flags & proc.PF_KTHREAD:
-            yield from (int(t) for t in tids)
-
-
 @pytest.fixture
 def cpu0_only() -> Iterator[None]:
     """Every user task moved to CPU 0 (the host side's CPU), affinities restored after:
@@ -129,7 +117,7 @@ def cpu0_only() -> Iterator[None]:
     that hides a missing flush from TCG, or a CPU left out of the mapper's cpumask)."""
     old: dict[int, set[int]] = {}
     try:
-        for tid in _user_tasks():
+        for tid in proc.user_tasks():
             try:
                 old[tid] = os.sched_getaffinity(tid)
                 os.sched_setaffinity(tid, {0})
@@ -239,6 +227,24 @@ def test_mappers_on_other_cpus_never_read_a_migrated_page_stale(
     pages, and the region is destroyed and created anew at the same address each cycle.
     Every read must see its page's tag and an epoch no older than the one published
     before it (flush_stress_helper.c): 0 stale or foreign reads."""
+    _stress(regions, helper, nap_us=0)
+
+
+NAP_US = 3000
+
+
+@pytest.mark.serial
+@pytest.mark.timeout(int(PLAN.seconds) + 600)
+def test_mappers_back_from_idle_never_read_a_migrated_page_stale(
+        regions: harness.Regions, helper: Path, quiet_memory: None, cpu0_only: None) -> None:
+    """The same stress with readers that sleep 3 ms after each pass: their CPUs idle with
+    the reader's mm loaded (lazy TLB, which a host flush does not interrupt), and a reader
+    back from idle must not use a translation the host changed meanwhile: 0 stale or
+    foreign reads."""
+    _stress(regions, helper, nap_us=NAP_US)
+
+
+def _stress(regions: harness.Regions, helper: Path, nap_us: int) -> None:
     if CPUS < 2:
         pytest.skip("needs 2 CPUs: readers run on CPUs 1..n-1, the host side on CPU 0")
     n = PLAN.npages
@@ -246,7 +252,7 @@ def test_mappers_on_other_cpus_never_read_a_migrated_page_stale(
     ctl = Control(Path(harness.shm_dir()) / f"flush-ctl-{os.getpid()}")
     ctl.set(CTL_NPAGES, n)
     exe = str(helper)
-    procs = [subprocess.Popen([exe, "reader", str(ctl.path), str(i + 1), str(i)])
+    procs = [subprocess.Popen([exe, "reader", str(ctl.path), str(i + 1), str(i), str(nap_us)])
              for i in readers]
     procs.append(subprocess.Popen([exe, "epoch", str(ctl.path), "0", str(EPOCH_SLOT)]))
     procs.append(subprocess.Popen([exe, "scribbler", str(ctl.path), "0"]))
@@ -321,14 +327,14 @@ def test_mappers_on_other_cpus_never_read_a_migrated_page_stale(
     reads = sum(s["reads"] for s in slots.values())
     tlb = [sum(c["ipis"]["TLB"][cpu] for c in cycles) for cpu in range(CPUS)]
     cal = [sum(c["ipis"]["CAL"][cpu] for c in cycles) for cpu in range(CPUS)]
-    summary = {"test": "stress", "cpus": CPUS, "region_pages": n, "cycles": len(cycles),
+    summary = {"test": "stress-nap" if nap_us else "stress", "nap_us": nap_us, "cpus": CPUS, "region_pages": n, "cycles": len(cycles),
                "moved": moved_total, "reads": reads, "stale": stale, "foreign": foreign,
                "epochs": epochs, "scribbled_pages": scribbled, "tlb_ipis": tlb, "cal_ipis": cal,
                "precompact_s": round(precompact_s, 1), "helper_build_s": BUILD.get("seconds"),
                "seconds": round(time.monotonic() - t_start, 1), "readers": slots,
                "per_cycle": cycles, "kernel": os.uname().release}
-    _save("flush-stress.json", summary)
-    print(f"# flush stress: {CPUS} CPUs, {len(cycles)} cycles of {n} pages, moved "
+    _save(f"flush-{summary['test']}.json", summary)
+    print(f"# flush {summary['test']}: {CPUS} CPUs, {len(cycles)} cycles of {n} pages, moved "
           f"{moved_total}, reads {reads}, stale {stale}, foreign {foreign}, epochs {epochs}, "
           f"scribbled {scribbled}, TLB shootdowns per CPU {tlb}, CAL {cal}, "
           f"{summary['seconds']} s")
