@@ -21,7 +21,7 @@ from typing import TextIO
 from mshare_lab import env
 from mshare_lab.gitrev import git_revision
 
-from . import cachekey, flavors, kconfig, kmake, patches, source
+from . import cachekey, flavors, kconfig, kmake, patches, payload, source
 from .artifact import Build
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,10 +77,17 @@ def configure(tree: Path, fragments: list[Path], env: dict[str, str], log: TextI
 def compile_kernel(tree: Path, jobs: int, env: dict[str, str], log: TextIO, label: str) -> Path:
     say(f"make -j{jobs} bzImage ({label})")
     with kmake.Progress(label) as progress:
-        kmake.run_logged(kmake.make_cmd(jobs, "bzImage"), tree, env, log, progress)
+        kmake.run_logged(kmake.make_cmd(jobs, "vmlinux"), tree, env, log, progress)
+        # The image around vmlinux without ccache: see kbuild.payload.
+        kmake.run_logged(kmake.make_cmd(jobs, "bzImage"), tree, env | payload.NO_CCACHE,
+                         log, progress)
     image = tree / BZIMAGE_REL
     if not image.is_file():
         raise BuildError(f"make succeeded but {image} is missing")
+    try:
+        payload.check(tree, image)
+    except (OSError, payload.PayloadError) as err:
+        raise BuildError(str(err)) from err
     return image
 
 
