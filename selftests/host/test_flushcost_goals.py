@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flushcost.report import idle_goals, reader_goal
+from flushcost.report import idle_cpu_pairs, idle_goals, reader_goal
 
 Doc = dict[str, Any]
 
@@ -82,3 +82,17 @@ def test_reader_drop_five_points_over_shms_give_or_take_three_is_inconclusive() 
 
 def test_reader_goal_with_fewer_than_ten_pairs_is_inconclusive() -> None:
     assert "3 pairs, fewer than the 10" in reader_goal(_reader_doc(60, 60, reps=3))[0]
+
+
+def _cpu3_doc(region: dict[str, int], shm: dict[str, int]) -> Doc:
+    def run(backend: str, counts: dict[str, int]) -> Doc:
+        return {"ok": True, "rep": 0, "sharers": 1, "phase": "idle", "backend": backend,
+                "ipis": {row: [0, 0, 0, counts[row]] for row in ("CAL", "TLB")}}
+    return {"plan": {"mapper_cpus": [1, 2], "backends": ["region", "shm"]},
+            "runs": [run("region", region), run("shm", shm)]}
+
+
+def test_idle_cpu_pairs_count_tlb_shootdowns_apart_from_function_calls() -> None:
+    pair, = idle_cpu_pairs(_cpu3_doc({"CAL": 4, "TLB": 0}, {"CAL": 1, "TLB": 0}))
+    assert (pair["cpu"], pair["region"], pair["shm"]) == (3, 4.0, 1.0)
+    assert (pair["region_tlb"], pair["shm_tlb"]) == (0.0, 0.0)
