@@ -22,7 +22,11 @@ EXTRACT = Path("scripts/extract-vmlinux")
 
 
 class PayloadError(RuntimeError):
-    pass
+    """The image carries another kernel than the tree's."""
+
+
+class CannotCheck(RuntimeError):
+    """The image could not be decompressed here (a tool missing): nothing was checked."""
 
 
 def _sha256(data: bytes) -> str:
@@ -32,12 +36,12 @@ def _sha256(data: bytes) -> str:
 def check(tree: Path, image: Path) -> str:
     """The sha256 of the tree's vmlinux.bin, after checking that `image` carries it (its
     decompressed payload starts with it: relocations, where configured, follow it);
-    PayloadError otherwise."""
+    PayloadError if it carries another, CannotCheck if it cannot be decompressed here."""
     want = (tree / VMLINUX_BIN).read_bytes()
     out = subprocess.run([str(tree / EXTRACT), str(image)], capture_output=True,
                          check=False)
     if out.returncode != 0 or not out.stdout:
-        raise PayloadError(f"{EXTRACT} could not decompress {image}: "
+        raise CannotCheck(f"{EXTRACT} could not decompress {image}: "
                            f"{out.stderr.decode(errors='replace').strip()}")
     got = out.stdout[:len(want)]
     if got != want:
