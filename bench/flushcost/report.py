@@ -117,11 +117,12 @@ def idle_cpu_pairs(doc: Doc) -> list[Doc]:
         return []
     by = {(r["rep"], r["phase"], r["sharers"], r["backend"]): r
           for r in doc["runs"] if r.get("ok")}
-    shm = {key: by[key[:3] + ("shm",)] for key in by if key[:3] + ("shm",) in by}
-    return [{"rep": rep, "phase": phase, "sharers": n, "cpu": cpu,
-             "region": _ipis_on(r, cpu), "shm": _ipis_on(shm[rep, phase, n, backend], cpu),
-             "region_tlb": _ipis_on(r, cpu, ("TLB",)),
-             "shm_tlb": _ipis_on(shm[rep, phase, n, backend], cpu, ("TLB",))}
+    def pair(r: Doc, shm: Doc) -> Doc:
+        return {"rep": r["rep"], "phase": r["phase"], "sharers": r["sharers"], "cpu": cpu,
+                "region": _ipis_on(r, cpu), "shm": _ipis_on(shm, cpu),
+                "region_tlb": _ipis_on(r, cpu, ("TLB",)),
+                "shm_tlb": _ipis_on(shm, cpu, ("TLB",))}
+    return [pair(r, by[rep, phase, n, "shm"])
             for (rep, phase, n, backend), r in sorted(by.items(), key=lambda kv: str(kv[0]))
             if backend == "region" and (rep, phase, n, "shm") in by]
 

@@ -38,7 +38,7 @@ def test_payload_of_another_kernel_is_refused(tmp_path: Path) -> None:
         payload.check(tree, tmp_path / "bzImage")
 
 
-def test_image_that_does_not_decompress_is_refused(tmp_path: Path) -> None:
+def test_image_that_does_not_decompress_cannot_be_checked(tmp_path: Path) -> None:
     tree = _tree(tmp_path, b"\x7fELF kernel", None)
     with pytest.raises(payload.CannotCheck, match="could not decompress"):
         payload.check(tree, tmp_path / "bzImage")
