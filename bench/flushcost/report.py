@@ -13,6 +13,8 @@ __all__ = ["aggregate", "fits", "markdown"]
 Doc = dict[str, Any]
 
 MIN_MOVED = 512
+TRIGGER_TEXT = {"compact": "echo 1 > /proc/sys/vm/compact_memory",
+                "offline": "memory offline of the ZONE_MOVABLE blocks holding shared pages"}
 # Issue 20's goals for sleeping sharers (phase idle) of a region: at most 0.05 IPIs per
 # moved page, and a moved page costing at most 1.5 times as much with N sharers as with 1.
 IDLE_IPIS_PER_PAGE = 0.05
@@ -44,8 +46,24 @@ def _moved(r: Doc) -> int:
 
 
 def _us_per_moved(r: Doc) -> float:
-    """The compaction's time over the shared pages it moved (an upper bound per page)."""
+    """The migration's time over the shared pages it moved (an upper bound per page)."""
     return float(1e6 * r["compact_s"] / _moved(r))
+
+
+def _us_per_migrated(r: Doc) -> float | None:
+    """The migration's time over every page it migrated, shared or not (runs since the
+    tracepoint count; None before)."""
+    return float(1e6 * r["compact_s"] / r["migrated"]) if r.get("migrated") else None
+
+
+def _page_basis(runs: list[Doc]) -> tuple[Callable[[Doc], int], str]:
+    """What the idle goals count per: every page the migration moved where every run
+    counted them (a migration that also moves other processes' pages, as memory offline
+    does, is not charged for their IPIs and time as if they were shared pages), else the
+    shared pages moved."""
+    if all(r.get("migrated") for r in runs):
+        return (lambda r: int(r["migrated"])), "migrated page"
+    return _moved, "moved shared page"
 
 
 def _retained(r: Doc) -> float | None:
@@ -67,6 +85,8 @@ METRICS: dict[str, Callable[[Doc], float | None]] = {
     "shared_present": lambda r: float(r["pfns_before"].get("present", 0)),
     # Only where enough shared pages moved for them to dominate the compaction's time.
     "us_per_moved": lambda r: _us_per_moved(r) if _moved(r) >= MIN_MOVED else None,
+    "migrated": lambda r: float(r["migrated"]) if r.get("migrated") else None,
+    "us_per_migrated": lambda r: _us_per_migrated(r) if _moved(r) >= MIN_MOVED else None,
     "ipis": lambda r: float(_ipis(r)),
     "ipis_per_moved": lambda r: _ipis(r) / _moved(r) if _moved(r) else None,
     "reader_before": lambda r: (r.get("reader") or {}).get("before_pages_s"),
@@ -138,20 +158,24 @@ def idle_goals(doc: Doc) -> list[str]:
             and r["phase"] == "idle" and r["backend"] == "region" and _moved(r) >= MIN_MOVED}
     if not runs:
         return [f"Idle region goals: no run moved {MIN_MOVED} pages or more: not judged."]
-    excess = [_ipis(r) - int(IDLE_IPIS_PER_PAGE * _moved(r)) for r in runs.values()]
-    out = [(f"IPIs per moved page with the sharers asleep (region, {len(excess)} runs moving "
-            f">= {MIN_MOVED}; goal <= {IDLE_IPIS_PER_PAGE}, as IPIs - "
-            f"{IDLE_IPIS_PER_PAGE} x moved <= 0 in every run): "
+    pages, what = _page_basis(list(runs.values()))
+    excess = [_ipis(r) - int(IDLE_IPIS_PER_PAGE * pages(r)) for r in runs.values()]
+    out = [(f"IPIs per {what} with the sharers asleep (region, {len(excess)} runs moving "
+            f">= {MIN_MOVED} shared pages; goal <= {IDLE_IPIS_PER_PAGE}, as IPIs - "
+            f"{IDLE_IPIS_PER_PAGE} x pages <= 0 in every run): "
             f"{stats.judge_counts(excess, 0).describe()}.")]
+
+    def cost(r: Doc) -> float:
+        return 1e6 * float(r["compact_s"]) / pages(r)
     for n in plan["sharers"]:
         if n == 1 or 1 not in plan["sharers"]:
             continue
         reps = sorted(rep for rep, k in runs if k == n and (rep, 1) in runs)
-        one = [_us_per_moved(runs[rep, 1]) for rep in reps]
-        many = [_us_per_moved(runs[rep, n]) for rep in reps]
+        one = [cost(runs[rep, 1]) for rep in reps]
+        many = [cost(runs[rep, n]) for rep in reps]
         # Higher is better: the N = 1 cost over the N cost, at least 1 / SCALING.
         verdict = stats.judge_ratio(one, many, margin=round(1 / SCALING, 3)).describe()
-        out.append(f"Cost per moved page, N = {n} against N = 1 (region, idle; goal: at most "
+        out.append(f"Cost per {what}, N = {n} against N = 1 (region, idle; goal: at most "
                    f"{SCALING}x, judged as N=1 / N={n} >= {1 / SCALING:.3f}): {verdict}.")
     return out
 
@@ -226,29 +250,34 @@ def _fmt(st: Doc | None, spec: str, spread: bool = True) -> str:
 def _row(r: Doc) -> list[str]:
     if not r["runs"]:
         return [r["phase"], r["backend"], str(r["sharers"]), f"failed ({r['failed']})",
-                *[""] * 8]
+                *[""] * 10]
     moved_s = _fmt(r["shared_moved"], ".0f")
     if r["shared_present"] is not None:
         moved_s += f" / {r['shared_present']['median']:.0f}"
     reader = [_fmt(r["reader_before"], ",.0f", False), _fmt(r["reader_during"], ",.0f", False),
               _fmt(r["reader_drop_pct"], ".0f"), _fmt(r["reader_drop_moving"], ".0f")]
     return [r["phase"], r["backend"], str(r["sharers"]), _fmt(r["compact_s"], ".2f"), moved_s,
-            _fmt(r["us_per_moved"], ".0f"), _fmt(r["ipis"], ".0f", False),
+            _fmt(r["us_per_moved"], ".0f"), _fmt(r.get("migrated"), ".0f"),
+            _fmt(r.get("us_per_migrated"), ".0f"), _fmt(r["ipis"], ".0f", False),
             _fmt(r["ipis_per_moved"], ".2f", False),
             *(reader if r["phase"] == "reader" else ["-"] * 4)]
 
 
 def markdown(doc: Doc, rows: list[Doc]) -> str:
     plan = doc["plan"]
-    header = ["phase", "backend", "N", "compact s", "shared pages moved", "us / moved page",
-              "IPIs received", "IPIs / moved page", "reader pages/s before", "during",
-              "drop %", f"drop %, runs moving >= {MIN_MOVED}"]
+    how = plan.get("trigger", "compact")
+    header = ["phase", "backend", "N", f"{how} s", "shared pages moved", "us / moved page",
+              "pages migrated", "us / migrated page", "IPIs received", "IPIs / moved page",
+              "reader pages/s before", "during", "drop %",
+              f"drop %, runs moving >= {MIN_MOVED}"]
     out = [(f"Median (min-max) of {plan['reps']} interleaved repetitions; "
-            f"{plan['size_mib']} MiB shared by N sharers, every page mapped by each. "
-            f"us / moved page = compact s / shared pages moved, in runs that moved at "
-            f"least {MIN_MOVED}; IPIs = CAL + TLB interrupts on all CPUs during the "
-            "compaction."), "",
-           table.markdown(header, [_row(r) for r in rows], "llrrrrrrrrrr")]
+            f"{plan['size_mib']} MiB shared by N sharers, every page mapped by each; the "
+            f"host migration timed: {TRIGGER_TEXT.get(how, how)}. us / moved page = {how} s "
+            f"/ shared pages moved, in runs that moved at least {MIN_MOVED}; pages migrated "
+            "= every page it migrated, shared or not (the migrate:mm_migrate_pages "
+            "tracepoint; - in runs before it was counted); IPIs = CAL + TLB interrupts on "
+            "all CPUs meanwhile."), "",
+           table.markdown(header, [_row(r) for r in rows], "llrrrrrrrrrrrr")]
     pairs = idle_cpu_pairs(doc)
     if pairs:
         # Issue 20's goal is about counts: judged on every pair, not on a ratio.

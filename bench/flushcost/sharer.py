@@ -9,7 +9,8 @@ each answered with one JSON line.  The commands:
 - ``attach``: (the others) map the memory and read one byte of every page; with
   ``cpu``, pinned to that CPU from then on (so it only ever runs there).
 - ``pfns``: record the PFN of every shared page (``/proc/self/pagemap``); with
-  ``compare`` also say how many changed since the last call (pages that migrated).
+  ``compare`` also say how many changed since the last call (pages that migrated);
+  with ``block_pages``, which memory blocks (of that many pages) hold them.
 - ``read``: start a reader loop pinned to ``cpu``: 4 MiB chunks, one byte per page,
   a timestamp after each chunk, until a ``stop`` command arrives; the answer to
   ``stop`` carries the timestamps and the reader's minor faults.
@@ -121,6 +122,8 @@ def _handle(st: _State, cmd: dict[str, Any], reply_fd: int, rd: IO[str]) -> dict
             out["pfn_min"] = min((p for p in now if p), default=0)
             out["pfn_max"] = max(now, default=0)
             out["pageblocks"] = len({p >> 9 for p in now if p})
+            if cmd.get("block_pages"):
+                out["blocks"] = sorted({p // int(cmd["block_pages"]) for p in now if p})
         st.pfns = now
         return out
     if op == "read":

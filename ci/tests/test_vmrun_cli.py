@@ -93,3 +93,20 @@ def test_provenance_of_a_copied_image_comes_from_the_identical_build(tmp_path: P
     stray = tmp_path / "kernels" / "stray"
     stray.write_bytes(b"no such build")
     assert provenance.kernel_info(stray, builds)["key"] is None
+
+
+def test_kernel_args_reach_the_boot_and_the_provenance(fake, capfd: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from vmrun import vng
+    seen: list[list[str]] = []
+    real = vng.vng_command
+    monkeypatch.setattr(vng, "vng_command",
+                        lambda spec, path: seen.append(spec.extra_append) or real(spec, path))
+    kernel = fake()
+    assert cli.main(["--kernel", str(kernel), "--kernel-arg", "movablecore=4G", "--",
+                     "true"]) == 0
+    assert seen == [["movablecore=4G"]]
+    rec = next(p for p in map(provenance.parse_line, capfd.readouterr().err.splitlines())
+               if p is not None)
+    assert rec["guest"]["kernel_args"] == ["movablecore=4G"]
+    assert "booted with movablecore=4G" in provenance.describe(rec)

@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rwdir", type=Path, action="append", default=[],
                    help="extra host directory the guest may write (repeatable)")
     p.add_argument("--kvm", action="store_true", help="use KVM instead of TCG")
+    p.add_argument("--kernel-arg", action="append", default=[], metavar="ARG",
+                   help="add ARG to the guest kernel's command line (repeatable)")
     p.add_argument("--json", type=Path, metavar="FILE",
                    help="write the result as JSON to FILE (machine-readable, for scripts)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         return status.INFRA
     # --kvm forces KVM; without it LIBMSHARE_KVM decides.
     result = run(args.cmd, kernel, cpus=args.cpus, memory=args.memory, timeout=args.timeout,
-                 rwdirs=args.rwdir, kvm=True if args.kvm else None)
+                 rwdirs=args.rwdir, kvm=True if args.kvm else None,
+                 kernel_args=args.kernel_arg)
     if args.json:
         args.json.write_text(json.dumps(result.record(), indent=1) + "\n")
     return result.status

@@ -52,11 +52,12 @@ def kernel(path: str | Path | None, flavor: str = "release") -> Build | Path | N
 def run_script(script: str, args: Sequence[str], out: Path,
                image: Build | str | Path | None, *, label: str, cpus: int, memory: str,
                timeout: float, kvm: bool | None = None, seed: dict[str, Any] | None = None,
-               ) -> tuple[GuestResult, dict[str, Any] | None]:
+               kernel_args: Sequence[str] = ()) -> tuple[GuestResult, dict[str, Any] | None]:
     """Run ``script`` (a path in the checkout) with the guest's Python and ``args``;
     ``out`` is where it writes its document, in a directory the guest may write, and
     where ``seed`` (a saved document the script is to resume) is put first.
-    ``image`` None (or "") boots the release build."""
+    ``image`` None (or "") boots the release build; ``kernel_args`` go on its command
+    line."""
     kernel_ = image if isinstance(image, Build) else kernel(image)
     if kernel_ is None:
         print(f"{label}: the release kernel did not build", file=sys.stderr)
@@ -69,7 +70,7 @@ def run_script(script: str, args: Sequence[str], out: Path,
     print(f"{label}: in the guest: {shlex.join(cmd)}", file=sys.stderr, flush=True)
     with hostload.Sampler(out.parent):  # the guest's runs record the host's load
         result = run(cmd, kernel_, cpus=cpus, memory=memory, timeout=timeout,
-                     rwdirs=[out.parent], kvm=kvm, cwd=REPO)
+                     rwdirs=[out.parent], kvm=kvm, cwd=REPO, kernel_args=kernel_args)
     return result, load(out)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,13 +78,17 @@ def _load() -> float:
 
 
 def collect(kernel: Build | Path, *, cpus: int, memory: str, accelerator: str,
-            builds: Path | None = None) -> dict[str, Any]:
+            builds: Path | None = None, kernel_args: Sequence[str] = ()) -> dict[str, Any]:
     """The record as a guest boots: the host's load average before it (a busy host
-    slows a TCG guest), finish() adds the one after."""
+    slows a TCG guest), finish() adds the one after; boot arguments beyond vng's own,
+    if any."""
+    guest: dict[str, Any] = {"cpus": cpus, "memory": memory, "accelerator": accelerator}
+    if kernel_args:
+        guest["kernel_args"] = list(kernel_args)
     return {
         "git_revision": git_revision(),
         "kernel": kernel_info(kernel, builds),
-        "guest": {"cpus": cpus, "memory": memory, "accelerator": accelerator},
+        "guest": guest,
         "host": {"cpus": os.cpu_count(), "load_before": _load()},
     }
 
@@ -144,6 +149,7 @@ def describe(record: dict[str, Any]) -> str:
     return (f"git revision {record.get('git_revision', '?')}; kernel {flavor}"
             f"{' ' + mshare if mshare else ''}, build key {k.get('key') or '?'}; guest "
             f"{g.get('cpus', '?')} vCPUs, {g.get('memory', '?')}, {g.get('accelerator', '?')}"
+            + (f", booted with {' '.join(g['kernel_args'])}" if g.get("kernel_args") else "")
             + _describe_host(record.get("host")))
 
 

@@ -108,10 +108,11 @@ def _read_uptimes(scratch: Path) -> dict[str, float]:
 
 def run(cmd: Sequence[str], kernel: Build | Path, *, cpus: int = 2, memory: str = "4G",
         timeout: float = 1800.0, rwdirs: Sequence[Path] = (), kvm: bool | None = None,
-        cwd: Path | None = None) -> GuestResult:
+        cwd: Path | None = None, kernel_args: Sequence[str] = ()) -> GuestResult:
     """Boot ``kernel`` (a build, or any bzImage) and run ``cmd`` in it as root.
 
-    ``kvm`` None means LIBMSHARE_KVM's choice (TCG unless it is 1)."""
+    ``kvm`` None means LIBMSHARE_KVM's choice (TCG unless it is 1); ``kernel_args`` are
+    added to the kernel's command line (and to the provenance record)."""
     if isinstance(kernel, Build):
         build: Build | None = kernel
         image = kernel.image
@@ -137,12 +138,12 @@ def run(cmd: Sequence[str], kernel: Build | Path, *, cpus: int = 2, memory: str 
                                          python=sys.executable, env=guest_env))
     spec = vng.VngSpec(kernel=image, script=script, cwd=cwd, cpus=cpus, memory=memory,
                        rwdirs=[scratch, *(Path(d).resolve() for d in rwdirs)], kvm=use_kvm,
-                       extra_append=[])
+                       extra_append=list(kernel_args))
     say(f"booting {image} with {'KVM' if use_kvm else 'TCG (no KVM; opt in with --kvm)'}, "
         f"{cpus} vCPUs, {memory}; scratch {scratch}")
     record = provenance.collect(build or image, cpus=cpus, memory=memory,
                                 accelerator="KVM" if use_kvm else "TCG",
-                                builds=env.cache_root() / "builds")
+                                builds=env.cache_root() / "builds", kernel_args=kernel_args)
     (scratch / provenance.FILE).write_text(json.dumps(record, indent=1) + "\n")
     print(provenance.line(record), file=sys.stderr, flush=True)  # for the console log
     result = vng.run(vng.vng_command(spec, vng_path), timeout, scratch / "vng-stdout.log",

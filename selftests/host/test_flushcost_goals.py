@@ -40,6 +40,35 @@ def test_fewer_than_ten_pairs_is_inconclusive() -> None:
     assert ": inconclusive:" in idle_goals(_pairs(1.0, reps=9))[1]
 
 
+def _with_migrated(doc: Doc, extra_at_n1000: int) -> Doc:
+    """Every run also counts the pages it migrated: its shared pages, plus
+    extra_at_n1000 other pages in the N = 1000 runs."""
+    for r in doc["runs"]:
+        r["migrated"] = r["pfns_after"]["moved"] + (extra_at_n1000 if r["sharers"] > 1 else 0)
+    return doc
+
+
+def test_cost_is_judged_per_migrated_page_where_every_run_counted_them() -> None:
+    # Twice the time at N = 1000 for twice the pages migrated (1,000 shared + 1,000
+    # other): the same cost per page, met, where per shared page it would be NOT met.
+    lines = idle_goals(_with_migrated(_pairs(2.0), extra_at_n1000=1000))
+    assert "Cost per migrated page, N = 1000" in lines[1] and ": met:" in lines[1]
+
+
+def test_cost_falls_back_to_moved_shared_pages_when_a_run_lacks_the_count() -> None:
+    doc = _with_migrated(_pairs(2.0), extra_at_n1000=1000)
+    del doc["runs"][0]["migrated"]
+    lines = idle_goals(doc)
+    assert "Cost per moved shared page, N = 1000" in lines[1] and ": NOT met:" in lines[1]
+
+
+def test_ipis_are_counted_per_migrated_page_where_every_run_counted_them() -> None:
+    # 51 IPIs over 1,000 shared pages is over the bound, over 2,000 migrated pages not.
+    line = idle_goals(_with_migrated(_pairs(1.0, ipis=51), extra_at_n1000=1000))[0]
+    assert line.startswith("IPIs per migrated page") and "met: worst" in line
+    assert "NOT met" not in line
+
+
 def test_one_ipi_per_twenty_moved_pages_is_met() -> None:
     # 0.05 x 1000 moved = 50 IPIs allowed in the N = 1000 runs, 100 in the N = 1 runs
     assert "met: worst 0, at most 0" in idle_goals(_pairs(1.0, ipis=50))[0]
