@@ -33,7 +33,11 @@ from libmshare import addrspace
 from mshare_lab import env, paths
 
 ITERATIONS = 60
-ROUNDS = 5
+# 9, not 5: with 5 the median of the per-round ratios (most runs 2.0-2.4x) read 2.59x once
+# at the end of a CI serial phase (2026-12-07; rounds 2.76, 2.74, 2.59, 2.44, 1.75), where
+# two boots of this test alone read 2.37x and 1.97x: more rounds steady the median, the
+# bound stays.
+ROUNDS = 9
 # See the module docstring. Picking the start (reading /proc/self/maps for a free window)
 # is work C does not do: measured 2.8-5.1x C per round, bound 8x.
 GOAL = 2.0
