@@ -248,7 +248,8 @@ def one_run(backend: str, n: int, phase: str, plan: Plan, tag: str) -> Doc:
                 run["compact_s"] = trigger.compact()
         t1 = time.monotonic()
         v1, i1 = proc.vmstat(), interrupts()
-        run["migrated"] = migrated[0]
+        if migrated:
+            run["migrated"] = migrated[0]
         if phase == "reader":
             time.sleep(plan.after_s)
             t2 = time.monotonic()
