@@ -45,15 +45,10 @@ def _moved(r: Doc) -> int:
     return int(r["pfns_after"].get("moved", 0))
 
 
-def _us_per_moved(r: Doc) -> float:
-    """The migration's time over the shared pages it moved (an upper bound per page)."""
-    return float(1e6 * r["compact_s"] / _moved(r))
-
-
-def _us_per_migrated(r: Doc) -> float | None:
-    """The migration's time over every page it migrated, shared or not (runs since the
-    tracepoint count; None before)."""
-    return float(1e6 * r["compact_s"] / r["migrated"]) if r.get("migrated") else None
+def _us_per(r: Doc, pages: int) -> float:
+    """The migration's time over a page count: the shared pages it moved (an upper bound
+    per page), or every page it migrated, shared or not (runs with the tracepoint count)."""
+    return 1e6 * float(r["compact_s"]) / pages
 
 
 def _page_basis(runs: list[Doc]) -> tuple[Callable[[Doc], int], str]:
@@ -84,9 +79,10 @@ METRICS: dict[str, Callable[[Doc], float | None]] = {
     "shared_moved": lambda r: float(_moved(r)),
     "shared_present": lambda r: float(r["pfns_before"].get("present", 0)),
     # Only where enough shared pages moved for them to dominate the compaction's time.
-    "us_per_moved": lambda r: _us_per_moved(r) if _moved(r) >= MIN_MOVED else None,
+    "us_per_moved": lambda r: _us_per(r, _moved(r)) if _moved(r) >= MIN_MOVED else None,
     "migrated": lambda r: float(r["migrated"]) if r.get("migrated") else None,
-    "us_per_migrated": lambda r: _us_per_migrated(r) if _moved(r) >= MIN_MOVED else None,
+    "us_per_migrated": lambda r: (_us_per(r, r["migrated"])
+                                  if r.get("migrated") and _moved(r) >= MIN_MOVED else None),
     "ipis": lambda r: float(_ipis(r)),
     "ipis_per_moved": lambda r: _ipis(r) / _moved(r) if _moved(r) else None,
     "reader_before": lambda r: (r.get("reader") or {}).get("before_pages_s"),
@@ -164,15 +160,12 @@ def idle_goals(doc: Doc) -> list[str]:
             f">= {MIN_MOVED} shared pages; goal <= {IDLE_IPIS_PER_PAGE}, as IPIs - "
             f"{IDLE_IPIS_PER_PAGE} x pages <= 0 in every run): "
             f"{stats.judge_counts(excess, 0).describe()}.")]
-
-    def cost(r: Doc) -> float:
-        return 1e6 * float(r["compact_s"]) / pages(r)
     for n in plan["sharers"]:
         if n == 1 or 1 not in plan["sharers"]:
             continue
         reps = sorted(rep for rep, k in runs if k == n and (rep, 1) in runs)
-        one = [cost(runs[rep, 1]) for rep in reps]
-        many = [cost(runs[rep, n]) for rep in reps]
+        one = [_us_per(runs[rep, 1], pages(runs[rep, 1])) for rep in reps]
+        many = [_us_per(runs[rep, n], pages(runs[rep, n])) for rep in reps]
         # Higher is better: the N = 1 cost over the N cost, at least 1 / SCALING.
         verdict = stats.judge_ratio(one, many, margin=round(1 / SCALING, 3)).describe()
         out.append(f"Cost per {what}, N = {n} against N = 1 (region, idle; goal: at most "
