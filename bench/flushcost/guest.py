@@ -224,6 +224,8 @@ def one_run(backend: str, n: int, phase: str, plan: Plan, tag: str) -> Doc:
         os.sched_setaffinity(0, {0})  # the compaction runs on CPU 0; the reader on CPU 1
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
         run["precompact_s"] = trigger.compact()
+        if plan.trigger == "offline":
+            run["fenced_pages"] = trigger.fence()
         run["free_pages_before"] = zone_free()
         run["block_types_before"] = block_types()
         run.update(sharers[0].call(op="populate"))
@@ -300,6 +302,8 @@ def _summary(r: Doc) -> str:
         rd = r["reader"]
         s += (f", reader {rd['before_pages_s'] or 0:,.0f} -> {rd['during_pages_s'] or 0:,.0f}"
               " pages/s")
+    if r.get("busy_blocks") or r.get("fenced_pages"):
+        s += f", busy blocks {r.get('busy_blocks')}, fenced {r.get('fenced_pages', 0)} pages"
     return s
 
 

@@ -19,7 +19,7 @@ from libmshare import _libc
 from libmshare.addrspace import find_free_window
 from mshare_lab import kapi
 
-__all__ = ["BACKENDS", "PAGE", "Mapping", "anon_premap", "attach", "create", "path", "pfns",
+__all__ = ["BACKENDS", "PAGE", "Mapping", "address", "anon_premap", "attach", "create", "path", "pfns",
            "remove"]
 
 PAGE = 4096
@@ -57,8 +57,13 @@ def _region_map(fd: int, start: int, length: int, nbytes: int) -> Mapping:
     return Mapping("region", addr, length, kapi.view(addr, nbytes), fd)
 
 
+def address(m: mmap.mmap) -> int:
+    """Where ``m`` is mapped in this process."""
+    return ctypes.addressof(ctypes.c_char.from_buffer(m))
+
+
 def _mm_view(m: mmap.mmap, nbytes: int) -> tuple[int, memoryview]:
-    return ctypes.addressof(ctypes.c_char.from_buffer(m)), memoryview(m)[:nbytes]
+    return address(m), memoryview(m)[:nbytes]
 
 
 def _shm_map(fd: int, nbytes: int) -> Mapping:

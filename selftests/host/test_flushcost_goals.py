@@ -84,15 +84,16 @@ def test_runs_moving_fewer_than_512_pages_are_not_judged() -> None:
 
 
 def _reader_doc(region_drop: float, shm_drop: float, reps: int = 10,
-                jitter: float = 0.0) -> Doc:
+                jitter: float = 0.0, moved: int = 4096) -> Doc:
     runs = []
     for rep in range(reps):
         noise = jitter if rep % 2 else -jitter
         for backend, drop in (("region", region_drop + noise), ("shm", shm_drop)):
             before = 1000.0 + rep
             runs.append({"ok": True, "rep": rep, "sharers": 8, "phase": "reader",
-                         "backend": backend, "reader": {"before_pages_s": before,
-                         "during_pages_s": before * (1 - (drop + rep / 10) / 100)}})
+                         "backend": backend, "pfns_after": {"moved": moved},
+                         "reader": {"before_pages_s": before,
+                                    "during_pages_s": before * (1 - (drop + rep / 10) / 100)}})
     return {"plan": {"phases": ["reader"], "backends": ["region", "shm"], "sharers": [8]},
             "runs": runs}
 
@@ -111,6 +112,14 @@ def test_reader_drop_five_points_over_shms_give_or_take_three_is_inconclusive() 
 
 def test_reader_goal_with_fewer_than_ten_pairs_is_inconclusive() -> None:
     assert "3 pairs, fewer than the 10" in reader_goal(_reader_doc(60, 60, reps=3))[0]
+
+
+def test_reader_pairs_where_a_run_moved_fewer_than_512_pages_are_left_out() -> None:
+    doc = _reader_doc(60, 60, reps=12)
+    for r in doc["runs"]:
+        if r["rep"] < 3 and r["backend"] == "shm":
+            r["pfns_after"]["moved"] = 511
+    assert "9 pairs, fewer than the 10" in reader_goal(doc)[0]
 
 
 def _cpu3_doc(region: dict[str, int], shm: dict[str, int]) -> Doc:
