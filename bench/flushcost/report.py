@@ -138,9 +138,11 @@ def idle_cpu_pairs(doc: Doc) -> list[Doc]:
                 "region": _ipis_on(r, cpu), "shm": _ipis_on(shm, cpu),
                 "region_tlb": _ipis_on(r, cpu, ("TLB",)),
                 "shm_tlb": _ipis_on(shm, cpu, ("TLB",))}
-    return [pair(r, by[rep, phase, n, "shm"])
-            for (rep, phase, n, backend), r in sorted(by.items(), key=lambda kv: str(kv[0]))
-            if backend == "region" and (rep, phase, n, "shm") in by]
+    pairs = [pair(r, by[rep, phase, n, "shm"])
+             for (rep, phase, n, backend), r in sorted(by.items(), key=lambda kv: str(kv[0]))
+             if backend == "region" and (rep, phase, n, "shm") in by]
+    # A guest with no CPU beyond the sharers' (cpus2-offline) has no such CPU to judge.
+    return [p for p in pairs if p["region"] is not None and p["shm"] is not None]
 
 
 def idle_goals(doc: Doc) -> list[str]:

@@ -134,3 +134,11 @@ def test_idle_cpu_pairs_count_tlb_shootdowns_apart_from_function_calls() -> None
     pair, = idle_cpu_pairs(_cpu3_doc({"CAL": 4, "TLB": 0}, {"CAL": 1, "TLB": 0}))
     assert (pair["cpu"], pair["region"], pair["shm"]) == (3, 4.0, 1.0)
     assert (pair["region_tlb"], pair["shm_tlb"]) == (0.0, 0.0)
+
+
+def test_no_cpu_pairs_where_the_guest_has_no_cpu_beyond_the_sharers() -> None:
+    run = {"ok": True, "rep": 0, "phase": "reader", "sharers": 8,
+           "ipis": {"CAL": [3, 100], "TLB": [0, 9]}}
+    doc = {"plan": {"mapper_cpus": [1], "backends": ["region", "shm"]},
+           "runs": [{**run, "backend": "region"}, {**run, "backend": "shm"}]}
+    assert idle_cpu_pairs(doc) == []
