@@ -10,6 +10,7 @@ from mshare_lab import stats, table
 from mshare_lab.stats import Spread, spread
 from mshare_lab.table import text as render
 
+from .kernels import NOMSHARE
 from .plans import CONFIGS
 
 __all__ = ["HUGE_REGION_FAULTS", "HUGE_REGION_PT_KIB", "STORM_GOAL", "Row", "goals",
@@ -65,7 +66,7 @@ class Row:
 def rows(doc: Doc) -> list[Row]:
     out = []
     for n in doc["plan"]["clients"]:
-        for config in CONFIGS:
+        for config in (*CONFIGS, NOMSHARE):
             runs = [r for r in doc["runs"] if r["clients"] == n and r["config"] == config]
             if not runs:
                 continue
@@ -261,6 +262,28 @@ def _huge_region_goals(doc: Doc, n: int, by: dict[tuple[str, int], Row]) -> list
     return out
 
 
+def _kernel_goals(doc: Doc, n: int, by: dict[tuple[str, int], Row]) -> list[str]:
+    """Stock on CONFIG_MSHARE=y against =n (pgbenchlib.kernels' merged document): tps
+    judged by the decision rule (y/n >= 0.95), the counts side by side."""
+    m, o = by.get(("stock", n)), by.get((NOMSHARE, n))
+    if m is None or o is None:
+        return [f"[N={n}] the kernel comparison needs stock runs on both kernels"]
+    plan = doc["plan"].get("name")
+    out = []
+    for label, key, mine, other in (("select-only", "tps", m.tps, o.tps),
+                                    ("read-write", "rw_tps", m.rw_tps, o.rw_tps)):
+        if mine and other:
+            judged = stats.judge_ratio(*_pairs(doc, n, "stock", NOMSHARE, key))
+            out.append(f"[N={n}] {label} tps of stock, CONFIG_MSHARE=y {mine.text()} vs =n "
+                       f"{other.text()} (goal y/n >= {judged.margin:g}): "
+                       f"{judged.describe(plan)}")
+    if m.segment_kib is not None and o.segment_kib is not None:
+        out.append(f"[N={n}] stock segment page tables {m.segment_kib:,} kB (y) vs "
+                   f"{o.segment_kib:,} kB (n), faults/backend {m.faults or 0:,.1f} vs "
+                   f"{o.faults or 0:,.1f} (reported, no goal)")
+    return out
+
+
 def goals(doc: Doc) -> list[str]:
     by = {(r.config, r.clients): r for r in rows(doc) if not r.skipped}
     configs = doc["plan"].get("configs", CONFIGS)
@@ -270,6 +293,8 @@ def goals(doc: Doc) -> list[str]:
             out += _msharefs_goals(doc, n, by)
         if "msharefs-huge" in configs:
             out += _huge_region_goals(doc, n, by)
+        if NOMSHARE in configs:
+            out += _kernel_goals(doc, n, by)
     return out
 
 
@@ -318,7 +343,8 @@ def _system(doc: Doc) -> list[str]:
             f"{plan['shared_buffers_mb']} MB, segment {st['segment_mb']} MB (one copy of its "
             f"tables {one_copy_kib(int(st['segment_mb']) << 20):,} kB); pgbench scale "
             f"{plan['scale']}, pgbench_accounts {st['accounts_bytes'] >> 20} MiB read by every "
-            f"session; {plan['reps']} repetitions, configurations interleaved")
+            f"session; {plan['reps']} repetitions, "
+            f"{doc.get('comparison') or 'configurations interleaved'}")
     return lines
 
 

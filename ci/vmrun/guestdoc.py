@@ -37,13 +37,15 @@ def load(path: Path) -> dict[str, Any] | None:
     return doc
 
 
-def kernel(path: str | Path | None, flavor: str = "release") -> Build | Path | None:
-    """The image asked for, else the flavor's build (from the cache, or built now);
-    None when that build failed (its reason is on stderr)."""
+def kernel(path: str | Path | None, flavor: str = "release", *,
+           mshare: bool = True) -> Build | Path | None:
+    """The image asked for, else the flavor's build (from the cache, or built now; with
+    ``mshare`` False, the same tree with CONFIG_MSHARE=n); None when that build failed
+    (its reason is on stderr)."""
     if path:
         return Path(path)
     try:
-        return kbuild_cli.build(flavor)
+        return kbuild_cli.build(flavor, mshare=mshare)
     except (kbuild_cli.BuildError, patches.PatchError, FileNotFoundError) as err:
         kbuild_cli.say(f"FAILED: {err}")
         return None

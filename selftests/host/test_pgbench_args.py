@@ -31,3 +31,12 @@ def test_zero_is_an_argument_error_naming_the_flag(script: str, flag: str) -> No
                        capture_output=True, text=True, check=False, timeout=60)
     assert p.returncode == 2
     assert f"argument {flag}: must be at least 1, not 0" in p.stderr
+
+
+@pytest.mark.parametrize("extra", [["--configs", "huge"], ["--repeat", "3"],
+                                   ["--resume", "/nonexistent/x.json"]])
+def test_nomshare_refuses_what_it_sets_itself(extra: list[str]) -> None:
+    p = subprocess.run([sys.executable, str(REPO / "bench" / "run-pgbench"), "--nomshare",
+                        "10", *extra], capture_output=True, text=True, check=False, timeout=60)
+    assert p.returncode == 2
+    assert "--nomshare runs stock, one repetition a boot, and resumes by itself" in p.stderr
