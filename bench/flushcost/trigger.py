@@ -77,12 +77,13 @@ FENCE_MAX = 1 << 30
 def fence() -> int:
     """Hold the free pages of the busy blocks found so far, in this process, until it
     exits: touch 4 MiB chunks of anonymous memory, keep those with a page in a busy
-    block, give back the rest once 4 chunks in a row had none.  Pages newly held."""
+    block (FENCE_MAX in all), give back the rest once 4 chunks in a row had none.
+    Pages of busy blocks newly held."""
     if not _busy:
         return 0
     per_block = block_pages()
     held, misses, spare = 0, 0, []
-    while misses < 4 and held * mem.PAGE < FENCE_MAX:
+    while misses < 4 and len(_held) * FENCE_CHUNK < FENCE_MAX:
         chunk = mmap.mmap(-1, FENCE_CHUNK, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         chunk.write(b"\1" * FENCE_CHUNK)  # every page faulted in
         addr = mem.address(chunk)
