@@ -34,10 +34,13 @@ class Plan:
     connect_transactions: int = 4  # select-only with -C, per client
     memory: str = "4G"  # guest RAM
     configs: list[str] = field(default_factory=lambda: list(CONFIGS))
-    # Time-based select-only runs (pgbench -T) after a warm-up run of warmup_seconds
-    # whose numbers are dropped; 0: a fixed number of transactions (older plans).
+    # Time-based select-only runs (pgbench -T) after a warm-up run of
+    # warmup_transactions per client whose numbers are dropped; 0 seconds: a fixed
+    # number of transactions (older plans).  A count, not a time: pgbench's -T clock runs
+    # while its clients connect, and a 3 s warm-up of 200 clients under TCG ended before
+    # any transaction (the measured run gets the warm-up's connection time on top).
     seconds: float = 0.0
-    warmup_seconds: float = 0.0
+    warmup_transactions: int = 0
     # The TPC-B-like script (read-write) at these N, as long as select-only.
     rw_clients: list[int] = field(default_factory=list)
     # Connection storm: N sessions connect at once and each reads the first storm_mib
@@ -57,14 +60,14 @@ PLANS: dict[str, Plan] = {
     # 3 repetitions: its counts are exact, and its tps goal is reported as inconclusive
     # (a ratio goal needs mshare_lab.stats.MIN_PAIRS paired repetitions).
     "quick": Plan("quick", 128, 5, [1, 10, 40], reps=3, transactions=20,
-                  connect_transactions=3, memory="3G", seconds=4.0, warmup_seconds=2.0,
+                  connect_transactions=3, memory="3G", seconds=4.0, warmup_transactions=20,
                   rw_clients=[10], storm_mib=16),
     # The README's table: 512 MiB of buffers, scale 20 (256 MiB of accounts), N to 200.
     # 200 transactions a client (with 20, a run is mostly backend start-up and its medians
     # moved by 2x between repetitions: pgbench-quick-n200 against -n50-r7), 10 times: the
     # tps goal's decision rule needs 10 pairs.  Hours under TCG: run it with --resume.
     "default": Plan("default", 512, 20, [1, 10, 50, 100, 200], reps=10, transactions=200,
-                    connect_transactions=3, memory="8G", seconds=10.0, warmup_seconds=3.0,
+                    connect_transactions=3, memory="8G", seconds=10.0, warmup_transactions=20,
                     rw_clients=[10, 100], storm_mib=64),
     # The same and 300 clients.
     "sweep": Plan("sweep", 512, 20, [1, 10, 50, 100, 200, 300], reps=10, transactions=200,
@@ -74,7 +77,7 @@ PLANS: dict[str, Plan] = {
     # each, read-write at two N.  A 16 GiB guest (about 5-10 MiB a stock backend once it
     # has touched the table, plus the buffers).  Many hours under TCG: --resume.
     "scale": Plan("scale", 1024, 40, [1, 100, 500, 1000], reps=10, connect_transactions=2,
-                  memory="16G", seconds=20.0, warmup_seconds=5.0, rw_clients=[10, 100],
+                  memory="16G", seconds=20.0, warmup_transactions=20, rw_clients=[10, 100],
                   storm_mib=64),
 }
 

@@ -13,6 +13,7 @@ finished and another boot can resume it.
 
 from __future__ import annotations
 
+import math
 import resource
 import subprocess
 import sys
@@ -181,12 +182,13 @@ class Bench:
                     r["region_touched"] = _region(c.pid, c.region_dir)
             if self.plan.storm_mib:
                 r["storm"] = self._storm(n)
-            p = self._pgbench(["-S"], n)
+            p, seconds = self._pgbench(["-S"], n)
             r.update(tps=p.tps, latency_ms=p.latency_ms, pgbench_failed=p.failed,
-                     transactions=p.transactions)
+                     transactions=p.transactions, pgbench_seconds=seconds)
             if n in self.plan.rw_clients:
-                p = self._pgbench([], n)  # the built-in TPC-B-like script
-                r.update(rw_tps=p.tps, rw_latency_ms=p.latency_ms, rw_failed=p.failed)
+                p, seconds = self._pgbench([], n)  # the built-in TPC-B-like script
+                r.update(rw_tps=p.tps, rw_latency_ms=p.latency_ms, rw_failed=p.failed,
+                         rw_seconds=seconds)
             p = c.pgbench(["-S", "-n", "-C", "-c", str(n), "-j", str(min(n, 2)),
                            "-t", str(self.plan.connect_transactions)])
             r.update(tps_connect=p.tps, connection_ms=p.connection_ms,
@@ -195,16 +197,21 @@ class Bench:
             c.stop()
         return r
 
-    def _pgbench(self, script: list[str], n: int) -> PgbenchResult:
-        """One pgbench run of N clients: time-based after a warm-up run whose numbers
-        are dropped, or (older plans) a fixed number of transactions per client."""
+    def _pgbench(self, script: list[str], n: int) -> tuple[PgbenchResult, float | None]:
+        """One pgbench run of N clients and its -T: time-based after a warm-up run whose
+        numbers are dropped, or (older plans) a fixed number of transactions per client.
+        pgbench's -T clock starts before its clients connect, so the measured run lasts
+        the plan's seconds plus the warm-up's connection time (whole seconds)."""
         p = self.plan
         common = [*script, "-n", "-c", str(n), "-j", str(min(n, 2))]
         if not p.seconds:
-            return self.cluster.pgbench([*common, "-t", str(p.transactions)])
-        if p.warmup_seconds:
-            self.cluster.pgbench([*common, "-T", f"{p.warmup_seconds:g}"])
-        return self.cluster.pgbench([*common, "-T", f"{p.seconds:g}"])
+            return self.cluster.pgbench([*common, "-t", str(p.transactions)]), None
+        connecting = 0.0
+        if p.warmup_transactions:
+            warm = self.cluster.pgbench([*common, "-t", str(p.warmup_transactions)])
+            connecting = (warm.connection_ms or 0.0) / 1000
+        seconds = p.seconds + math.ceil(connecting)
+        return self.cluster.pgbench([*common, "-T", f"{seconds:g}"]), seconds
 
     def _storm(self, n: int) -> Doc:
         """N clients at once, each reading the same W MiB through shared buffers: the

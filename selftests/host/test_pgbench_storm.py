@@ -35,7 +35,7 @@ def test_scale_plan_reaches_1000_clients_with_1gib_of_buffers() -> None:
     plan = PLANS["scale"]
     assert max(plan.clients) >= 1000 and plan.shared_buffers_mb >= 1024
     assert plan.max_connections > 1000 and plan.reps >= 10
-    assert plan.seconds > 0 and plan.warmup_seconds > 0 and plan.storm_mib > 0
+    assert plan.seconds > 0 and plan.warmup_transactions > 0 and plan.storm_mib > 0
 
 
 def test_storm_twice_as_fast_is_met() -> None:
