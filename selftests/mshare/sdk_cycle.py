@@ -4,8 +4,8 @@ Usage: sdk_cycle.py NAME SIZE START ITERATIONS given|picked; times the cycle wit
 given and with the start picked, in the order the last argument names first, and prints
 nanoseconds per cycle for each: "GIVEN PICKED".
 Measured in a fresh interpreter, not in the test's: a pytest process that has run the
-serial phase's other cases timed the same loop 10-20% slower (its heap, its mappings)
-while the C program, always a fresh process, did not slow.  One cycle runs untimed
+serial phase's other cases timed the same loop 10-20% slower (why is not known: not its
+collector) while the C program, always a fresh process, did not slow.  One cycle runs untimed
 first, as in the C program: both sides' one-time costs (the SDK's mount lookup, the
 first page faults on code) stay out.
 """
