@@ -39,7 +39,8 @@ def boot_plan(pairs: int) -> list[tuple[int, str]]:
 def merge(boots: list[tuple[int, str, Doc]]) -> Doc:
     """One document of finished boots ((pair, kernel, its document)): the runs of the
     mshare kernel as ``stock``, the other's as ``stock-nomshare``, rep = pair.  System,
-    setup and plan from the first boot; every boot's provenance under ``boots``."""
+    setup and plan from the first boot; every boot's provenance under ``boots``, and
+    every boot's raw files."""
     if not boots:
         raise ValueError("no boot finished: nothing to merge")
     first = boots[0][2]
@@ -53,6 +54,7 @@ def merge(boots: list[tuple[int, str, Doc]]) -> Doc:
                      "started": d.get("started"), "elapsed_s": d.get("elapsed_s")}
                     for pair, kernel, d in boots]
     doc["provenance"] = first.get("provenance")
+    doc["raw_files"] = [rec for _, _, d in boots for rec in d.get("raw_files", [])]
     runs = []
     for pair, kernel, d in boots:
         for r in d["runs"]:

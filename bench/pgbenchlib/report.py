@@ -9,6 +9,7 @@ from typing import Any
 from mshare_lab import stats, table
 from mshare_lab.stats import Spread, spread
 from mshare_lab.table import text as render
+from vmrun import rawfiles
 
 from .kernels import NOMSHARE
 from .plans import CONFIGS
@@ -48,11 +49,13 @@ class Row:
     fault_counts: list[int] | None = None  # every backend's, in the touch pass
     region: dict[str, int] | None = None  # MSHARE_GET_STATS after the touch pass
     touch_s: float | None = None
+    mem_used_kib: int | None = None  # the guest's, after the touch pass (N sessions)
     tps: Spread | None = None
     latency: Spread | None = None
     connect: Spread | None = None
     storm_s: Spread | None = None  # until all N storm sessions had their answer
     storm_faults: float | None = None  # per backend, mean over the storm runs
+    storm_mem_mib: Spread | None = None  # the guest's used memory once all had answered
     disconnect_s: Spread | None = None
     rw_tps: Spread | None = None
 
@@ -88,6 +91,7 @@ def rows(doc: Doc) -> list[Row]:
                 row.fault_counts = [int(f) for f in touch["faults"]]
                 row.region = touch.get("region_touched")
                 row.touch_s = touch["touch_s"]
+                row.mem_used_kib = touch.get("mem_used_kib")
             row.tps = spread([r["tps"] for r in ok if "tps" in r])
             row.latency = spread([r["latency_ms"] for r in ok if "latency_ms" in r])
             row.connect = spread([r["connection_ms"] for r in ok
@@ -98,6 +102,8 @@ def rows(doc: Doc) -> list[Row]:
                 row.disconnect_s = spread([st["disconnect_s"] for st in storms])
                 row.storm_faults = statistics.mean(
                     statistics.mean(st["faults"]) for st in storms)
+                row.storm_mem_mib = spread([st["mem_used_kib"] / 1024 for st in storms
+                                            if "mem_used_kib" in st])
             row.rw_tps = spread([r["rw_tps"] for r in ok if "rw_tps" in r])
             out.append(row)
     return out
@@ -113,12 +119,12 @@ def _cell(v: float | Spread | None, fmt: str = "{:,.0f}") -> str:
 def main_table(rs: list[Row]) -> str:
     header = ["config", "N", "segment PT kB*", "of which shared", "VmPTE idle/after kB",
               "faults/backend", "touch s", "select-only tps", "latency ms", "connect ms",
-              "PMD-mapped MiB", "PT vs msharefs", "faults vs msharefs"]
+              "PMD-mapped MiB", "guest used MiB", "PT vs msharefs", "faults vs msharefs"]
     base = {r.clients: r for r in rs if r.config == "msharefs" and not r.skipped}
     cells = []
     for r in rs:
         if r.skipped:
-            cells.append([r.config, str(r.clients), *["-"] * 10, f"skipped: {r.skipped}"])
+            cells.append([r.config, str(r.clients), *["-"] * 11, f"skipped: {r.skipped}"])
             continue
         b = base.get(r.clients)
         cells.append([
@@ -127,6 +133,7 @@ def main_table(rs: list[Row]) -> str:
             _cell(r.touch_s, "{:.1f}"), _cell(r.tps), _cell(r.latency, "{:.2f}"),
             _cell(r.connect, "{:.1f}"), "-" if r.region is None else
             f"{r.region['pmd_mapped'] >> 20:,} of {r.region['resident'] >> 20:,}",
+            "-" if r.mem_used_kib is None else f"{r.mem_used_kib >> 10:,}",
             table.ratio(r.segment_kib, b.segment_kib if b else None),
             table.ratio(r.faults, b.faults if b else None),
         ])
@@ -138,10 +145,11 @@ def storm_table(rs: list[Row]) -> str | None:
     shown = [r for r in rs if not r.skipped and (r.storm_s or r.rw_tps)]
     if not shown:
         return None
-    header = ["config", "N", "storm: all answered s", "faults/backend", "disconnect s",
-              "read-write tps"]
+    header = ["config", "N", "storm: all answered s", "faults/backend", "guest used MiB",
+              "disconnect s", "read-write tps"]
     return render(header, [[
         r.config, str(r.clients), _cell(r.storm_s, "{:.2f}"), _cell(r.storm_faults),
+        _cell(r.storm_mem_mib),
         _cell(r.disconnect_s, "{:.2f}"), _cell(r.rw_tps)] for r in shown])
 
 
@@ -368,4 +376,5 @@ def report(doc: Doc) -> str:
     if errors:
         parts += ["", "Errors:", *(f"  {r['config']} N={r['clients']} rep {r['rep']}: "
                                    f"{r['error'].splitlines()[0]}" for r in errors)]
-    return "\n".join(parts)
+    raw = rawfiles.describe(doc.get("raw_files", []))
+    return "\n".join([*parts, *([""] + raw if raw else [])])

@@ -24,7 +24,7 @@ from typing import Any
 
 from libmshare import fs, run_cmd
 from mshare_lab.benchloop import Cell, Loop, identity, load, rotation, save
-from mshare_lab.proc import meminfo_kib, minflt, mounts, state, system_info
+from mshare_lab.proc import mem_used_kib, meminfo_kib, minflt, mounts, state, system_info
 from mshare_lab.proc import page_tables_kib as page_tables
 from mshare_lab.proc import vm_pte_kib as vmpte
 from vmrun import provenance
@@ -225,6 +225,7 @@ class Bench:
             connected = time.monotonic() - t0
             results = query_all(sessions, STORM_SQL.format(blocks=blocks))
             answered = time.monotonic() - t0
+            used = mem_used_kib()
             pids = [s.pid for s in sessions]
             faults = [minflt(p) or 0 for p in pids]
             sums = {rows[0][0] for rows in results}
@@ -242,7 +243,7 @@ class Bench:
             raise RuntimeError(f"storm sessions read different data: {sorted(map(str, sums))}")
         return {"mib": self.plan.storm_mib, "bytes": int(sums.pop() or 0),
                 "connect_s": connected, "answer_s": answered, "disconnect_s": gone,
-                "faults": faults}
+                "faults": faults, "mem_used_kib": used}
 
     def _touch_pass(self, r: Doc, n: int) -> None:
         c = self.cluster
@@ -264,12 +265,14 @@ class Bench:
                                    for a, b in zip(flt, map(minflt, pids), strict=True)]
             time.sleep(0.3)
             r["pt_idle_kib"] = page_tables()
+            r["mem_used_idle_kib"] = mem_used_kib()
             r["vmpte_idle_kib"] = [vmpte(p) for p in pids]
             flt0 = [minflt(p) for p in pids]
             t = time.monotonic()
             results = query_all(sessions, TOUCH_SQL.format(rel="pgbench_accounts"))
             r["touch_s"] = time.monotonic() - t
             r["pt_touched_kib"] = page_tables()
+            r["mem_used_kib"] = mem_used_kib()
             r["vmpte_kib"] = [vmpte(p) for p in pids]
             flt1 = [minflt(p) for p in pids]
             r["faults"] = [(b or 0) - (a or 0) for a, b in zip(flt0, flt1, strict=True)]

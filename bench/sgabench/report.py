@@ -10,7 +10,7 @@ from examples.sga.result import RunResult
 from libmshare import format_size
 from mshare_lab import stats, table
 from mshare_lab.table import text as render
-from vmrun import provenance
+from vmrun import provenance, rawfiles
 
 from .extrapolate import SEED_PROCESSES, SEED_SGA_GIB, Fit, fit, seed_case_gib
 from .runs import CaseRuns, Spread, cases_of, touch_kth
@@ -270,4 +270,5 @@ def report(doc: Doc) -> str:
     if extra:
         parts += ["", _EXTRA_TITLE, extra]
     parts += ["", "Goals:", *(f"  {g}" for g in goals(doc))]
-    return "\n".join(parts)
+    raw = rawfiles.describe(doc.get("raw_files", []))
+    return "\n".join([*parts, *([""] + raw if raw else [])])

@@ -20,7 +20,8 @@ from . import env
 
 __all__ = [
     "PF_KTHREAD", "MapDetail", "MountEntry", "config_enabled", "cpu_model",
-    "has_msharefs", "interrupts", "is_user_task", "kernel_config", "maps", "meminfo", "meminfo_kib",
+    "has_msharefs", "interrupts", "is_user_task", "kernel_config", "maps", "mem_used_kib",
+    "meminfo", "meminfo_kib",
     "minflt", "mounts", "page_tables_kib", "pgid", "refresh_counters", "smaps",
     "smaps_rollup", "stat_flags", "state", "status", "status_kib", "system_info",
     "task_sites", "tasks", "user_tasks", "vm_pte_kib", "vma_at", "vmstat", "wait_site",
@@ -79,6 +80,13 @@ def meminfo_kib(field: str, *, default: int | None = None, refresh: bool = False
     if value is None:
         raise KeyError(f"/proc/meminfo has no {field}")
     return value
+
+
+def mem_used_kib() -> int:
+    """Memory in use system-wide: MemTotal less MemAvailable (what free(1) calls used,
+    counting what reclaim could not give back)."""
+    m = meminfo(True)
+    return m["MemTotal"] - m["MemAvailable"]
 
 
 def page_tables_kib() -> int:

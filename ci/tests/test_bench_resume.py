@@ -3,6 +3,7 @@ resume, guestdoc.resumable, the run-pgbench and run-sga --resume flags) with the
 of conftest.py, and the SGA guest loop with a fake examples.sga runner."""
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -89,6 +90,30 @@ def test_a_run_resumed_in_a_second_boot_has_the_cells_of_one_boot(
     assert [r["boot"] for r in doc["runs"]] == [1, 1, 2, 2, 2, 2]  # the first boot's kept
     assert doc["checkpoint"]["identity"]["kernel"] == "k42"
     assert doc["provenance"]["kernel"]["key"] == "k42"
+
+
+def test_every_boot_of_a_resumed_run_keeps_its_raw_files_outside_git_with_sha256(
+        fake: Any, tmp_path: Path) -> None:
+    image = fake()
+    script = tmp_path / "guest.py"
+    script.write_text(FAKE_GUEST)
+    out = tmp_path / "results" / "r.json"
+    _, first = _boot(script, image, out, "--reps", "2", "--die-after", "1")
+    assert first is not None and len(first["raw_files"]) == 1
+    _, doc = _boot(script, image, out, "--reps", "2", resume=first)
+    assert doc is not None
+    boots = doc["raw_files"]
+    assert len(boots) == 2 and boots[0] == first["raw_files"][0]
+    assert boots[0]["kept_in"] != boots[1]["kept_in"]
+    for rec in boots:
+        kept = Path(rec["kept_in"].replace("$LIBMSHARE_CACHE", str(tmp_path / "cache")))
+        assert kept.parent.name == "r" and kept.name == rec["boot"]
+        assert {"console.log", "provenance.json", "document.json"} <= rec["sha256"].keys()
+        for name, digest in rec["sha256"].items():
+            assert hashlib.sha256((kept / name).read_bytes()).hexdigest() == digest
+    # The second boot's document as the guest wrote it: both boots' runs.
+    last = json.loads((kept / "document.json").read_text())
+    assert len(last["runs"]) == 4
 
 
 def test_a_resume_of_another_plan_or_kernel_is_refused_before_a_boot(

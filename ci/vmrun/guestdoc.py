@@ -17,7 +17,7 @@ from kbuild import patches
 from kbuild.artifact import Build
 from mshare_lab import benchloop, env, hostload
 
-from . import provenance, status
+from . import provenance, rawfiles, status
 from .run import REPO, GuestResult, run
 
 __all__ = ["RESULTS", "GuestResult", "add_boot_options", "conclude", "kernel", "load",
@@ -86,7 +86,8 @@ def run_bench(script: str, args: Sequence[str], image: Build | str | Path | None
     (a saved document, see resumable()) the script gets ``--resume`` and continues it.
     Returns the status and the document, whose provenance is the finished record (the
     host's load after the boot too, where the guest could copy only the one from
-    before)."""
+    before), and whose ``raw_files`` lists every boot's raw files, kept outside git
+    (rawfiles.keep) under the result's name."""
     extra = ["--resume"] if resume is not None else []
     with tempfile.TemporaryDirectory(prefix=f"{label}-") as tmp:
         path = out.resolve() if out is not None else Path(tmp) / "doc.json"
@@ -94,8 +95,15 @@ def run_bench(script: str, args: Sequence[str], image: Build | str | Path | None
         result, doc = run_script(script, [*args, *extra, "--out", str(path)], path, image,
                                  label=label, cpus=cpus, memory=memory, timeout=timeout,
                                  kvm=kvm, seed=resume)
+        kept = None
+        if result.scratch is not None:
+            kept = rawfiles.keep(result.scratch, path if doc is not None else None,
+                                 out.stem if out is not None else label)
     if doc is not None and result.provenance:
         doc["provenance"] = result.provenance
+    if doc is not None:
+        earlier = (resume or {}).get("raw_files", [])
+        doc["raw_files"] = [*earlier, kept] if kept else earlier
     return result.status, doc
 
 
