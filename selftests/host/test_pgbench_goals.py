@@ -64,3 +64,19 @@ def test_huge_pages_win_on_tps_only_by_the_decision_rule() -> None:
     assert not wins_on_tps(STOCK, STOCK)
     # Three repetitions ahead by far are still no win: too few pairs to judge.
     assert not wins_on_tps([v * 3 for v in STOCK[:3]], STOCK[:3])
+
+
+def _copy_goal(doc: dict[str, Any]) -> str:
+    return next(g for g in goals(doc) if "within 1.2 x" in g)
+
+
+def test_the_one_copy_goal_is_judged_against_the_regions_own_tables() -> None:
+    doc = _doc("default", STOCK)
+    m = next(r for r in doc["runs"] if r["config"] == "msharefs" and "faults" in r)
+    copy = one_copy_kib(128 << 20)  # what the msharefs run's tables rose by
+    m["region_touched"] = {"resident": 1, "pmd_mapped": 0, "page_tables": copy * 1024}
+    assert _copy_goal(doc).endswith(f"the region's own tables ({copy:,} kB): met")
+    m["region_touched"]["page_tables"] = copy * 1024 // 2  # the backends added tables
+    assert _copy_goal(doc).endswith(f"the region's own tables ({copy // 2:,} kB): NOT met")
+    del m["region_touched"]
+    assert "one copy of the whole segment" in _copy_goal(doc)
