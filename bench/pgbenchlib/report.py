@@ -274,6 +274,38 @@ def _huge_region_goals(doc: Doc, n: int, by: dict[tuple[str, int], Row]) -> list
     return out
 
 
+# Against huge pages: each as a speed of the region configuration over huge pages' (a
+# storm's time inverted), so that above 1 is the region ahead.
+_SPEEDS = (("select-only tps", "tps", False), ("read-write tps", "rw_tps", False),
+           ("storm answer", "storm.answer_s", True), ("storm exit", "storm.disconnect_s", True))
+
+
+def _against_huge(doc: Doc, n: int, by: dict[tuple[str, int], Row]) -> list[str]:
+    """What the paired intervals say of each region configuration against huge pages
+    (reported, no goal): ahead, behind, or no difference shown at 90%."""
+    if ("huge", n) not in by:
+        return []
+    out = []
+    for config in ("msharefs", "msharefs-huge"):
+        if (config, n) not in by:
+            continue
+        said = []
+        for label, key, is_time in _SPEEDS:
+            new, base = _pairs(doc, n, config, "huge", key)
+            if is_time:
+                new, base = base, new
+            if len(new) < stats.MIN_PAIRS:
+                continue
+            i = stats.ratio_interval(new, base)
+            who = ("huge pages ahead" if i.upper < 1 else config + " ahead" if i.lower > 1
+                   else "no difference shown")
+            said.append(f"{label} {i.ratio:.2f} ({i.lower:.2f}-{i.upper:.2f}): {who}")
+        if said:
+            out.append(f"[N={n}] {config} against huge pages, as its speed over theirs "
+                       f"(90% interval, reported): " + "; ".join(said))
+    return out
+
+
 def _kernel_goals(doc: Doc, n: int, by: dict[tuple[str, int], Row]) -> list[str]:
     """Stock on CONFIG_MSHARE=y against =n (pgbenchlib.kernels' merged document): tps
     judged by the decision rule (y/n >= 0.95), the counts side by side."""
@@ -305,6 +337,7 @@ def goals(doc: Doc) -> list[str]:
             out += _msharefs_goals(doc, n, by)
         if "msharefs-huge" in configs:
             out += _huge_region_goals(doc, n, by)
+        out += _against_huge(doc, n, by)
         if NOMSHARE in configs:
             out += _kernel_goals(doc, n, by)
     return out

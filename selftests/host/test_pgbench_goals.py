@@ -80,3 +80,20 @@ def test_the_one_copy_goal_is_judged_against_the_regions_own_tables() -> None:
     assert _copy_goal(doc).endswith(f"the region's own tables ({copy // 2:,} kB): NOT met")
     del m["region_touched"]
     assert "one copy of the whole segment" in _copy_goal(doc)
+
+
+def _against_huge(doc: dict[str, Any]) -> str:
+    return next(g for g in goals(doc) if "msharefs against huge pages" in g)
+
+
+def test_against_huge_pages_the_interval_says_who_is_ahead() -> None:
+    jitter = [1.0, 1.02, 0.98, 1.01, 0.99, 1.03, 0.97, 1.0, 1.02, 0.98]
+    ahead = _doc("default", STOCK, [v * 1.5 * j for v, j in zip(STOCK, jitter, strict=True)])
+    assert "select-only tps 0.67 (" in _against_huge(ahead)
+    assert _against_huge(ahead).endswith(": huge pages ahead")
+    level = _doc("default", STOCK, [v * j for v, j in zip(STOCK, jitter, strict=True)])
+    assert _against_huge(level).endswith(": no difference shown")
+    behind = _doc("default", STOCK, [v * 0.5 for v in STOCK])
+    assert _against_huge(behind).endswith(": msharefs ahead")
+    # Too few pairs: nothing said.
+    assert not [g for g in goals(_doc("quick", STOCK[:3])) if "against huge" in g]
