@@ -137,7 +137,17 @@ def main_table(rs: list[Row]) -> str:
             table.ratio(r.segment_kib, b.segment_kib if b else None),
             table.ratio(r.faults, b.faults if b else None),
         ])
-    return render(header, cells)
+    return render(*_without(header, cells, "guest used MiB"))
+
+
+def _without(header: list[str], cells: list[list[str]],
+             column: str) -> tuple[list[str], list[list[str]]]:
+    """The table without ``column`` when no row has a value there (documents from
+    before it was measured)."""
+    i = header.index(column)
+    if any(len(row) > i and row[i] != "-" for row in cells):
+        return header, cells
+    return header[:i] + header[i + 1:], [row[:i] + row[i + 1:] for row in cells]
 
 
 def storm_table(rs: list[Row]) -> str | None:
@@ -147,10 +157,10 @@ def storm_table(rs: list[Row]) -> str | None:
         return None
     header = ["config", "N", "storm: all answered s", "faults/backend", "guest used MiB",
               "disconnect s", "read-write tps"]
-    return render(header, [[
+    return render(*_without(header, [[
         r.config, str(r.clients), _cell(r.storm_s, "{:.2f}"), _cell(r.storm_faults),
-        _cell(r.storm_mem_mib),
-        _cell(r.disconnect_s, "{:.2f}"), _cell(r.rw_tps)] for r in shown])
+        _cell(r.storm_mem_mib), _cell(r.disconnect_s, "{:.2f}"), _cell(r.rw_tps)]
+        for r in shown], "guest used MiB"))
 
 
 def _value(r: Doc, key: str) -> float | None:
