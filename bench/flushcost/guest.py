@@ -3,6 +3,7 @@ one run (one_run) is the steps of README.md's "What one run does"."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
@@ -22,6 +23,7 @@ from vmrun import provenance
 
 from . import mem, trigger
 from .sharer import Sharer, spawn
+from .ticker import ticking
 
 __all__ = ["PLANS", "Plan", "run_plan"]
 
@@ -48,7 +50,7 @@ class Plan:
     trigger: str = "compact"
     kernel_args: tuple[str, ...] = ()
     # Seconds the reader reads beside a ticker on its CPU before it is measured (0: not
-    # at all, the plans before 2026-12-07's cpus2-offline-warm): sharer._tick says why.
+    # at all, the plans before 2026-12-07's cpus2-offline-warm): ticker.py says why.
     reader_warm_s: float = 0.0
 
 
@@ -91,9 +93,9 @@ PLANS: dict[str, Plan] = {
                           trigger="offline", kernel_args=("movablecore=4G",)),
     # cpus2-offline again with the reader's software TLB grown before it is measured,
     # added after that plan's N = 8 miss (a plan changed after a miss): there the
-    # region's reader started at 9.6 million pages/s and shm's at 4.8, while after the
-    # migration every backend read at 7.6-9.2; the rate a reader starts at was the
-    # vCPU's TLB size, not the backend.
+    # region's reader started at 9.6 million pages/s and shm's at 4.8 (medians), while
+    # after the migration every backend's median was 7.6-9.2; if the rate a reader
+    # starts at is the vCPU's TLB size (ticker.py), this plan's baselines agree.
     "cpus2-offline-warm": Plan(size_mib=32, sharers=(1, 8), reps=12, baseline_s=1.5,
                                after_s=0.5, phases=("reader",), mapper_cpus=(1,),
                                trigger="offline", kernel_args=("movablecore=4G",),
@@ -262,9 +264,11 @@ def one_run(backend: str, n: int, phase: str, plan: Plan, tag: str) -> Doc:
         reader = sharers[-1]
         started = 0.0
         if phase == "reader":
-            reader.send(op="read", cpu=plan.mapper_cpus[0] if plan.mapper_cpus else
-                        1 if (os.cpu_count() or 1) > 1 else 0, warm_s=plan.reader_warm_s)
-            started = float(reader.recv()["started"])
+            cpu = plan.mapper_cpus[0] if plan.mapper_cpus else \
+                1 if (os.cpu_count() or 1) > 1 else 0
+            with ticking(cpu) if plan.reader_warm_s else contextlib.nullcontext():
+                reader.send(op="read", cpu=cpu, warm_s=plan.reader_warm_s)
+                started = float(reader.recv()["started"])
             time.sleep(plan.baseline_s)
         v0, i0 = proc.vmstat(), interrupts()
         t0 = time.monotonic()

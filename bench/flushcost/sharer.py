@@ -13,9 +13,9 @@ each answered with one JSON line.  The commands:
   with ``block_pages``, which memory blocks (of that many pages) hold them.
 - ``read``: start a reader loop pinned to ``cpu``: 4 MiB chunks, one byte per page,
   a timestamp after each chunk, until a ``stop`` command arrives; the answer to
-  ``stop`` carries the timestamps and the reader's minor faults.  With ``warm_s``, the
-  loop first reads that long beside a ticker (a child on the same CPU that wakes every
-  5 ms), and says it started only then: see _tick.
+  ``stop`` carries the timestamps and the reader's minor faults.  With ``warm_s``, it
+  first reads that long unmeasured (beside the driver's guest.ticker) and says it
+  started only then.
 - ``exit``.
 """
 
@@ -75,31 +75,6 @@ class _State:
     pfns: list[int] = field(default_factory=list)
 
 
-def _tick(cpu: int, seconds: float) -> int:
-    """Fork a child pinned to ``cpu`` that wakes every 5 ms for ``seconds``; its pid.
-
-    Why: under TCG a vCPU's software TLB is resized only when it is flushed (each switch
-    to another mm loads CR3), growing when the last window used most of it and shrinking
-    when it used little.  A reader that reads for seconds with no flush on its CPU keeps
-    whatever size the CPU's history left, so its rate before a migration was bimodal
-    (about 4 or 9 million pages/s, flushcost-cpus2-offline-debug: region N = 8 started
-    fast, every other case slow, and every case was fast after the migration).  Reading
-    beside the ticker's switches first grows the TLB to fit the reader's pages, the same
-    for every backend."""
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            _pin(cpu)
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                time.sleep(0.005)
-        except BaseException:  # noqa: BLE001 - a forked child must never return
-            code = 1
-        os._exit(code)
-    return pid
-
-
 def _reader(st: _State, cpu: int, warm_s: float, reply_fd: int,
             cmd_fd: int) -> dict[str, Any]:
     assert st.m is not None
@@ -107,26 +82,20 @@ def _reader(st: _State, cpu: int, warm_s: float, reply_fd: int,
     buf = st.m.buf
     step = CHUNK_PAGES * mem.PAGE
     stamps = array("d")
-    ticker = _tick(cpu, warm_s) if warm_s > 0 else None
-    warm_end = time.monotonic() + warm_s
-    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     off = 0
+    warm_end = time.monotonic() + warm_s
+    while time.monotonic() < warm_end:  # not measured (guest.ticker says why)
+        end = min(off + step, st.nbytes)
+        buf[off:end:mem.PAGE].tobytes()
+        off = 0 if end >= st.nbytes else end
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    os.write(reply_fd, (json.dumps({"started": time.monotonic()}) + "\n").encode())
     while True:
         end = min(off + step, st.nbytes)
         buf[off:end:mem.PAGE].tobytes()
-        now = time.monotonic()
-        if ticker is not None and now >= warm_end:
-            _, status = os.waitpid(ticker, 0)
-            if os.waitstatus_to_exitcode(status) != 0:
-                raise RuntimeError("the reader's ticker failed")
-            ticker, stamps = None, array("d")  # the warm-up's chunks are not measured
-            ru0 = resource.getrusage(resource.RUSAGE_SELF)
-            now = time.monotonic()
-        if ticker is None and not stamps:
-            os.write(reply_fd, (json.dumps({"started": now}) + "\n").encode())
-        stamps.append(now)
+        stamps.append(time.monotonic())
         off = 0 if end >= st.nbytes else end
-        if ticker is None and select.select([cmd_fd], [], [], 0)[0]:
+        if select.select([cmd_fd], [], [], 0)[0]:
             break
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     _pin(st.cpu)

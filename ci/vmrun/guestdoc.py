@@ -79,7 +79,7 @@ def run_script(script: str, args: Sequence[str], out: Path,
 def run_bench(script: str, args: Sequence[str], image: Build | str | Path | None, *,
               label: str, cpus: int, memory: str, timeout: float, kvm: bool | None = None,
               out: Path | None = None, resume: dict[str, Any] | None = None,
-              ) -> tuple[int, dict[str, Any] | None]:
+              raw_name: str | None = None) -> tuple[int, dict[str, Any] | None]:
     """One boot running a bench's guest script, which writes its document where its
     ``--out`` says: ``out`` (the guest saves there after every run, so the host keeps
     what finished even if it dies too), by default a temporary file.  With ``resume``
@@ -87,7 +87,7 @@ def run_bench(script: str, args: Sequence[str], image: Build | str | Path | None
     Returns the status and the document, whose provenance is the finished record (the
     host's load after the boot too, where the guest could copy only the one from
     before), and whose ``raw_files`` lists every boot's raw files, kept outside git
-    (rawfiles.keep) under the result's name."""
+    (rawfiles.keep) under ``raw_name`` (by default the name of ``out``, else ``label``)."""
     extra = ["--resume"] if resume is not None else []
     with tempfile.TemporaryDirectory(prefix=f"{label}-") as tmp:
         path = out.resolve() if out is not None else Path(tmp) / "doc.json"
@@ -98,7 +98,7 @@ def run_bench(script: str, args: Sequence[str], image: Build | str | Path | None
         kept = None
         if result.scratch is not None:
             kept = rawfiles.keep(result.scratch, path if doc is not None else None,
-                                 out.stem if out is not None else label)
+                                 raw_name or (out.stem if out is not None else label))
     if doc is not None and result.provenance:
         doc["provenance"] = result.provenance
     if doc is not None:
