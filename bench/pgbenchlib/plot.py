@@ -9,13 +9,15 @@ from typing import Any
 from mshare_lab import plot as lab_plot
 from mshare_lab.stats import Spread
 
+from .kernels import NOMSHARE
 from .plans import CONFIGS
 from .report import Row, one_copy_kib, rows
 
 __all__ = ["plot"]
 
 _STYLE = {"msharefs": ("tab:green", "o"), "stock": ("tab:red", "s"),
-          "huge": ("tab:blue", "D"), "msharefs-huge": ("tab:purple", "v")}
+          "huge": ("tab:blue", "D"), "msharefs-huge": ("tab:purple", "v"),
+          NOMSHARE: ("tab:orange", "x")}
 
 
 def _exact(v: float | None) -> Spread | None:
@@ -43,7 +45,7 @@ def plot(doc: dict[str, Any], path: str) -> bool:
              f"kernel {s['kernel']})")
     with lab_plot.panels(path, len(panels), (5.4 * len(panels), 4.8), title) as axes:
         for ax, (label, value, log_y) in zip(axes, panels, strict=True):
-            for config in CONFIGS:
+            for config, style in _STYLE.items():
                 pts = [(r.clients, v) for r in rs if r.config == config
                        if (v := value(r)) is not None]
                 if not pts:
@@ -51,9 +53,9 @@ def plot(doc: dict[str, Any], path: str) -> bool:
                 xs = [n for n, _ in pts]
                 if log_y:  # log axes draw zero at 0.1, so a flat zero line stays visible
                     lab_plot.line(ax, xs, [max(v.median, 0.1) for _, v in pts],
-                                  _STYLE[config], config)
+                                  style, config)
                 else:
-                    lab_plot.line(ax, xs, [v.median for _, v in pts], _STYLE[config], config,
+                    lab_plot.line(ax, xs, [v.median for _, v in pts], style, config,
                                   ([v.low for _, v in pts], [v.high for _, v in pts]))
             lab_plot.against_n(ax, ticks, "sessions / clients (N)", label, log_y=log_y)
         seg = int(doc["setup"]["segment_mb"]) << 20

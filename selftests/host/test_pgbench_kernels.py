@@ -91,3 +91,24 @@ def test_run_pairs_keeps_the_first_failing_status_and_leaves_out_unfinished_boot
 
     status, done = run_pairs(1, tmp_path, boot, lambda k, p: None, lambda _: None)
     assert status == 125 and [k for _, k, _ in done] == ["mshare"]
+
+
+def test_the_plot_draws_the_nomshare_kernels_stock_beside_ours(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    from mshare_lab import plot as lab_plot
+    from pgbenchlib.plot import plot
+
+    doc = _merged(STOCK, STOCK)
+    for r in doc["runs"]:
+        if r["rep"] == 0:
+            r.update(pt_start_kib=0, pt_warm_kib=0, pt_idle_kib=0, pt_touched_kib=100,
+                     vmpte_idle_kib=[10], vmpte_kib=[20], faults=[1000], touch_s=1.0)
+    drawn: list[str] = []
+    real = lab_plot.line
+
+    def line(ax: Any, xs: Any, ys: Any, style: Any, label: str, *band: Any) -> None:
+        drawn.append(label)
+        real(ax, xs, ys, style, label, *band)
+    monkeypatch.setattr(lab_plot, "line", line)
+    assert plot(doc, str(tmp_path / "p.png"))
+    assert drawn.count("stock") == drawn.count(NOMSHARE) == 3  # PT, faults, tps
