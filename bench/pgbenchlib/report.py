@@ -423,6 +423,16 @@ def _system(doc: Doc) -> list[str]:
     return lines
 
 
+def _progress(doc: Doc) -> list[str]:
+    """A document the guest has not finished (a plan resumed across boots) says so."""
+    if doc.get("finished") or "checkpoint" not in doc:
+        return []
+    plan = doc["plan"]
+    cells = len(plan["clients"]) * plan["reps"] * len(plan.get("configs", CONFIGS))
+    return [(f"UNFINISHED: {len(doc['runs'])} of {cells} runs done so far (resumed with "
+             "--resume); every goal below is judged on those alone")]
+
+
 def _host_load(doc: Doc) -> list[str]:
     """The host's 1-minute load around the runs (older documents did not record it)."""
     loads = [s["load"][0] for r in doc["runs"]
@@ -436,7 +446,7 @@ def _host_load(doc: Doc) -> list[str]:
 def report(doc: Doc) -> str:
     rs = rows(doc)
     storms = storm_table(rs)
-    parts = [*_system(doc), *_host_load(doc), "", main_table(rs),
+    parts = [*_system(doc), *_progress(doc), *_host_load(doc), "", main_table(rs),
              *(["", storms] if storms else []), "", *_NOTES, "", "Goals:",
              *(f"  {g}" for g in goals(doc))]
     errors = [r for r in doc["runs"] if r.get("error")]

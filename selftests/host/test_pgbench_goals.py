@@ -104,3 +104,15 @@ def test_against_huge_pages_the_interval_says_who_is_ahead() -> None:
     assert "storm answer 2.00 (2.00-2.00): msharefs ahead" in _against_huge(level)
     # Too few pairs: nothing said.
     assert not [g for g in goals(_doc("quick", STOCK[:3])) if "against huge" in g]
+
+
+def test_an_unfinished_document_says_so_at_the_top() -> None:
+    from pgbenchlib.report import report
+    doc = _doc("default", STOCK)
+    doc["system"] = {"cpu": "TCG", "cpus": 2, "mem_total_kib": 8 << 20, "kernel": "6.12",
+                     "accelerator": "TCG"}
+    doc["setup"]["accounts_bytes"] = 64 << 20
+    doc["checkpoint"] = {"identity": {}, "boots": []}
+    assert "UNFINISHED: 30 of 40 runs done so far" in report(doc)
+    doc["finished"] = "now"
+    assert "UNFINISHED" not in report(doc)
