@@ -22,15 +22,20 @@ from mshare_lab import env, proc
 from mshare_lab.gitrev import git_revision
 from mshare_lab.paths import portable
 
-__all__ = ["FILE", "collect", "current", "describe", "finish", "git_revision", "kernel_info",
-           "line", "on_host", "parse_line"]
+__all__ = ["FILE", "collect", "current", "describe", "file_sha256", "finish", "git_revision",
+           "kernel_info", "line", "on_host", "parse_line"]
 
 PREFIX = "vm-run: provenance: "
 FILE = "provenance.json"
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def file_sha256(path: Path) -> str:
+    """The file's sha256, read in 1 MiB blocks (bzImages, guest console logs)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def find_build(kernel: Path, builds: Path) -> Path | None:
@@ -41,8 +46,8 @@ def find_build(kernel: Path, builds: Path) -> Path | None:
         digest = None
         for image in sorted(builds.glob("*/bzImage")):
             if image.stat().st_size == size:
-                digest = digest or _sha256(kernel)
-                if _sha256(image) == digest and (image.parent / "meta.json").is_file():
+                digest = digest or file_sha256(kernel)
+                if file_sha256(image) == digest and (image.parent / "meta.json").is_file():
                     return image.parent
     except OSError:
         return None

@@ -9,7 +9,6 @@ guest printed, and a copy that changed since shows against its sha256.
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 import sys
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any
 from mshare_lab import env
 from mshare_lab.paths import portable
 
+from . import provenance
+
 __all__ = ["EXPECTED", "FILES", "describe", "keep"]
 
 FILES = ("console.log", "dmesg.txt", "kmemleak.txt", "provenance.json", "status", "uptime",
@@ -25,14 +26,6 @@ FILES = ("console.log", "dmesg.txt", "kmemleak.txt", "provenance.json", "status"
 # What every finished boot leaves: a record without one of them is said to be incomplete.
 EXPECTED = ("console.log", "dmesg.txt", "provenance.json")
 DOCUMENT = "document.json"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def keep(scratch: Path, document: Path | None, name: str) -> dict[str, Any] | None:
@@ -50,7 +43,7 @@ def keep(scratch: Path, document: Path | None, name: str) -> dict[str, Any] | No
         for src, dest in sources:
             if src.is_file():
                 shutil.copyfile(src, into / dest)
-                files[dest] = _sha256(into / dest)
+                files[dest] = provenance.file_sha256(into / dest)
     except OSError as e:
         print(f"rawfiles: the raw files of {scratch} were not kept: {e}", file=sys.stderr)
         return None
