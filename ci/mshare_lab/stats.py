@@ -14,7 +14,11 @@ Spread (median, range, n) is how every bench table shows repeated measurements.
 
 Orient a goal so that higher is better: for times or latencies pass (base, new) as
 (new, base).  Counts (page tables, faults, IPIs) are not sampled quantities with noise
-to average away: judge_counts compares every repetition's count with the bound.
+to average away: judge_counts compares every repetition's count with the bound.  A
+count that other sources also feed (the function-call IPIs an idle CPU takes whatever
+the benchmark does) is judged by judge_difference instead: the paired mean difference
+new_i - base_i, bootstrapped the same way, met when its interval's upper bound is <= the
+bound, NOT met when its lower bound is above it, inconclusive otherwise.
 """
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ from enum import Enum
 
 __all__ = [
     "CONFIDENCE", "MARGIN", "MIN_PAIRS", "RESAMPLES", "SEED", "CountJudgement",
-    "RatioInterval", "RatioJudgement", "Spread", "Verdict", "judge_counts", "judge_ratio",
+    "DifferenceJudgement", "RatioInterval", "RatioJudgement", "Spread", "Verdict",
+    "judge_counts", "judge_difference", "judge_ratio",
     "line_fit", "ratio_interval", "spread",
 ]
 
@@ -113,12 +118,19 @@ def ratio_interval(new: Sequence[float], base: Sequence[float], *,
     logs = _log_ratios(new, base)
     if not logs:
         raise ValueError("no pairs")
+    lower, upper = _mean_interval(logs, confidence, resamples, seed)
+    return RatioInterval(math.exp(statistics.fmean(logs)), math.exp(lower), math.exp(upper),
+                         math.exp(upper) - math.exp(lower), len(logs), confidence)
+
+
+def _mean_interval(values: Sequence[float], confidence: float, resamples: int,
+                   seed: int) -> tuple[float, float]:
+    """The bootstrap percentile interval of the mean of values."""
     rng = random.Random(seed)
-    n = len(logs)
-    means = sorted(sum(rng.choices(logs, k=n)) / n for _ in range(resamples))
+    n = len(values)
+    means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(resamples))
     tail = (1 - confidence) / 2
-    lower, upper = math.exp(_percentile(means, tail)), math.exp(_percentile(means, 1 - tail))
-    return RatioInterval(math.exp(sum(logs) / n), lower, upper, upper - lower, n, confidence)
+    return _percentile(means, tail), _percentile(means, 1 - tail)
 
 
 @dataclass(frozen=True)
@@ -187,3 +199,49 @@ def judge_counts(counts: Sequence[int], bound: int, *, at_most: bool = True) -> 
     worst = max(counts) if at_most else min(counts)
     ok = worst <= bound if at_most else worst >= bound
     return CountJudgement(Verdict.MET if ok else Verdict.NOT_MET, worst, bound, at_most)
+
+
+@dataclass(frozen=True)
+class DifferenceJudgement:
+    verdict: Verdict
+    mean: float  # the mean of new_i - base_i over the pairs
+    lower: float
+    upper: float
+    pairs: int
+    bound: float
+    confidence: float
+
+    @property
+    def met(self) -> bool:
+        return self.verdict is Verdict.MET
+
+    def describe(self) -> str:
+        """"met: mean excess -24.0, 90% interval -48.7 to -3.0, 24 pairs, bound 0"."""
+        if self.pairs < MIN_PAIRS:
+            return (f"{self.verdict.value}: {self.pairs} pairs, fewer than the {MIN_PAIRS} "
+                    f"a mean goal needs (bound {self.bound:g})")
+        return (f"{self.verdict.value}: mean excess {self.mean:.1f}, {self.confidence:.0%} "
+                f"interval {self.lower:.1f} to {self.upper:.1f}, {self.pairs} pairs, bound "
+                f"{self.bound:g}")
+
+
+def judge_difference(new: Sequence[float], base: Sequence[float], *, bound: float = 0.0,
+                     min_pairs: int = MIN_PAIRS, seed: int = SEED) -> DifferenceJudgement:
+    """The goal mean(new_i - base_i) <= bound, judged by the rule in the module docstring."""
+    if len(new) != len(base):
+        raise ValueError(f"unpaired: {len(new)} new against {len(base)} base values")
+    if not new:
+        raise ValueError("no pairs")
+    diffs = [n - b for n, b in zip(new, base, strict=True)]
+    mean = statistics.fmean(diffs)
+    if len(diffs) < min_pairs:
+        return DifferenceJudgement(Verdict.INCONCLUSIVE, mean, math.nan, math.nan,
+                                   len(diffs), bound, CONFIDENCE)
+    lower, upper = _mean_interval(diffs, CONFIDENCE, RESAMPLES, seed)
+    if upper <= bound:
+        verdict = Verdict.MET
+    elif lower > bound:
+        verdict = Verdict.NOT_MET
+    else:
+        verdict = Verdict.INCONCLUSIVE
+    return DifferenceJudgement(verdict, mean, lower, upper, len(diffs), bound, CONFIDENCE)

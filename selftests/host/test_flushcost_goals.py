@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flushcost.report import idle_cpu_pairs, idle_goals, reader_goal
+from flushcost.report import idle_cpu_mean, idle_cpu_pairs, idle_goals, reader_goal
 
 Doc = dict[str, Any]
 
@@ -142,3 +142,29 @@ def test_no_cpu_pairs_where_the_guest_has_no_cpu_beyond_the_sharers() -> None:
     doc = {"plan": {"mapper_cpus": [1], "backends": ["region", "shm"]},
            "runs": [{**run, "backend": "region"}, {**run, "backend": "shm"}]}
     assert idle_cpu_pairs(doc) == []
+
+
+def _cpu3_reps(region_excess: int, reps: int = 10) -> Doc:
+    """CPU 3's CAL count noisy (0-9 a run), the same in the shm and anon runs, the
+    region's region_excess more."""
+    runs = []
+    for rep in range(reps):
+        noise = (rep * 7) % 10
+        for backend, cal in (("region", noise + region_excess), ("shm", noise),
+                             ("anon", noise)):
+            runs.append({"ok": True, "rep": rep, "sharers": 1, "phase": "idle",
+                         "backend": backend, "ipis": {"CAL": [0, 0, 0, cal], "TLB": [0] * 4}})
+    return {"plan": {"mapper_cpus": [1, 2], "backends": ["region", "shm", "anon"]},
+            "runs": runs}
+
+
+def test_idle_cpu_mean_two_more_ipis_a_run_than_shm_is_not_met() -> None:
+    doc = _cpu3_reps(2)
+    line = idle_cpu_mean(doc, idle_cpu_pairs(doc))
+    assert "region - shm: NOT met: mean excess 2.0" in line
+    assert "shared-anonymous - shm, for comparison: met: mean excess 0.0" in line
+
+
+def test_idle_cpu_mean_as_many_ipis_as_shm_is_met() -> None:
+    doc = _cpu3_reps(0)
+    assert "region - shm: met: mean excess 0.0" in idle_cpu_mean(doc, idle_cpu_pairs(doc))

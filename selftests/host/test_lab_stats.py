@@ -76,3 +76,35 @@ def test_counts_are_judged_as_counts() -> None:
 def test_a_short_plan_says_why_its_ratio_goal_is_inconclusive() -> None:
     j = stats.judge_ratio(scaled(2.0)[:3], STOCK[:3])
     assert j.describe("quick").startswith("inconclusive (quick plan: 3 < 10 reps")
+
+
+NOISE = [3.0, 0.0, 5.0, 1.0, 2.0, 4.0, 0.0, 6.0, 2.0, 1.0, 3.0, 2.0]
+
+
+def test_a_noisy_count_below_its_base_is_met_by_the_mean_difference() -> None:
+    j = stats.judge_difference([v - 2.0 for v in NOISE], NOISE)
+    assert j.verdict is Verdict.MET and j.mean == pytest.approx(-2.0)
+    assert j.upper <= 0 and j.describe().startswith("met: mean excess -2.0, 90% interval")
+
+
+def test_a_noisy_count_above_its_base_is_not_met() -> None:
+    j = stats.judge_difference([v + 1.0 for v in NOISE], NOISE)
+    assert j.verdict is Verdict.NOT_MET and j.lower > 0
+
+
+def test_a_mean_difference_straddling_the_bound_is_inconclusive() -> None:
+    j = stats.judge_difference(NOISE, list(reversed(NOISE)))
+    assert j.verdict is Verdict.INCONCLUSIVE and j.lower < 0 < j.upper
+
+
+def test_a_mean_difference_of_fewer_than_ten_pairs_is_inconclusive() -> None:
+    j = stats.judge_difference([0.0] * 9, [5.0] * 9)
+    assert j.verdict is Verdict.INCONCLUSIVE and math.isnan(j.upper)
+    assert "9 pairs, fewer than the 10" in j.describe()
+
+
+def test_an_unpaired_or_empty_difference_is_refused() -> None:
+    with pytest.raises(ValueError, match="unpaired"):
+        stats.judge_difference(NOISE[:11], NOISE)
+    with pytest.raises(ValueError, match="no pairs"):
+        stats.judge_difference([], [])
