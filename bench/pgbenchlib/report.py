@@ -443,12 +443,24 @@ def _host_load(doc: Doc) -> list[str]:
              f"median {statistics.median(loads):.1f}")]
 
 
+def _operator_notes(doc: Doc) -> list[str]:
+    """What the person running the plan added to the document (runs discarded and run
+    again, and why); the discarded runs stay in it, out of every table and goal."""
+    notes = [f"  {n}" for n in doc.get("notes", [])]
+    dropped = doc.get("discarded_runs", [])
+    if dropped:
+        notes.append("  discarded runs: " + "; ".join(
+            f"{r['config']} N={r['clients']} rep {r['rep']} ({r['tps']:,.0f} tps)"
+            for r in dropped))
+    return ["", "Operator notes:", *notes] if notes else []
+
+
 def report(doc: Doc) -> str:
     rs = rows(doc)
     storms = storm_table(rs)
     parts = [*_system(doc), *_progress(doc), *_host_load(doc), "", main_table(rs),
              *(["", storms] if storms else []), "", *_NOTES, "", "Goals:",
-             *(f"  {g}" for g in goals(doc))]
+             *(f"  {g}" for g in goals(doc)), *_operator_notes(doc)]
     errors = [r for r in doc["runs"] if r.get("error")]
     if errors:
         parts += ["", "Errors:", *(f"  {r['config']} N={r['clients']} rep {r['rep']}: "

@@ -63,3 +63,16 @@ def test_report_shows_the_storm_table_and_the_host_load() -> None:
         "accelerator": "TCG"}})
     assert "storm: all answered s" in text
     assert "host load (1 min) around the runs: 0.5-1.5" in text
+
+
+def test_report_lists_operator_notes_and_discarded_runs_outside_the_goals() -> None:
+    doc = _doc(list(STOCK_S))
+    dropped = {**doc["runs"][0], "tps": 467.25}
+    text = report({**doc, "system": {
+        "cpu": "QEMU", "cpus": 2, "mem_total_kib": 1 << 24, "kernel": "6.12",
+        "accelerator": "TCG"}, "notes": ["rep 3 discarded: host busy"],
+        "discarded_runs": [dropped]})
+    tail = text[text.index("Operator notes:"):]
+    assert "  rep 3 discarded: host busy" in tail
+    assert f"discarded runs: {dropped['config']} N={dropped['clients']} rep " \
+           f"{dropped['rep']} (467 tps)" in tail
