@@ -153,6 +153,17 @@ def name(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture
+def memcg(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A cgroup v2 group with the memory controller, memory.max unlimited, named for the
+    test's module (test_memcg_high: "memcg_high"); cgroup2 mounted if needed."""
+    if not harness.memory_controller():
+        pytest.skip("kernel config: no memory cgroup controller")
+    tag = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    with harness.memory_cgroup(tag) as group:
+        yield group
+
+
+@pytest.fixture
 def regions(msharefs: str) -> Iterator[harness.Regions]:
     rs = harness.Regions()
     try:

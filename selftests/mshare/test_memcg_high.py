@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import harness
@@ -36,15 +36,6 @@ SECONDS = 10.0
 NOREPLACE = kapi.MAP_SHARED | kapi.MAP_FIXED_NOREPLACE
 
 pytestmark = pytest.mark.serial
-
-
-@pytest.fixture
-def memcg() -> Iterator[Path]:
-    """A cgroup v2 group, memory.max unlimited (cgroup2 mounted if needed)."""
-    if not harness.memory_controller():
-        pytest.skip("kernel config: no memory cgroup controller")
-    with harness.memory_cgroup("high") as group:
-        yield group
 
 
 def _current(group: Path) -> int:

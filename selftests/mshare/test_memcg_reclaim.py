@@ -68,14 +68,6 @@ def swap() -> Iterator[None]:
         yield
 
 
-@pytest.fixture
-def memcg() -> Iterator[Path]:
-    if not harness.memory_controller():
-        pytest.skip("kernel config: no memory cgroup controller")
-    with harness.memory_cgroup("reclaim") as group:
-        yield group
-
-
 def _touch(view: memoryview) -> None:
     """Write one byte to each page: every page faulted, none of them zero-filled (a zero
     page would be swapped out as a counter, with no I/O)."""
