@@ -81,9 +81,9 @@ class _Reader:
 
     x86 clears a PTE's accessed bit without a TLB flush, and a CPU sets it again only
     when it walks the tables: a reader whose translations stay cached would look idle
-    to any kernel.  So each pass first zaps 64 pages of scratch memory of its own, which
-    flushes its CPU's whole TLB (more pages than tlb_single_page_flush_ceiling, 33 unless
-    changed in debugfs), as a switch to another process would."""
+    to any kernel (with PCID a context switch need not flush either).  So each pass
+    first zaps 64 pages of scratch memory of its own, which flushes its CPU's whole TLB
+    (more pages than tlb_single_page_flush_ceiling, 33 unless changed in debugfs)."""
 
     FLUSH = 64 * PAGE
 
