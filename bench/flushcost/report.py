@@ -125,9 +125,10 @@ def aggregate(doc: Doc) -> list[Doc]:
     return rows
 
 
-def idle_cpu_pairs(doc: Doc) -> list[Doc]:
-    """Per repetition, phase and N: IPIs on the CPU no sharer runs on, region against
-    the same repetition's shm run (issue 20: the region's may not be more)."""
+def idle_cpu_pairs(doc: Doc, backend: str = "region") -> list[Doc]:
+    """Per repetition, phase and N: IPIs on the CPU no sharer runs on, backend's run
+    (under the key "region") against the same repetition's shm run (issue 20: the
+    region's may not be more; another backend gives the comparison)."""
     cpu = idle_cpu(doc["plan"])
     if cpu is None or "shm" not in doc["plan"]["backends"]:
         return []
@@ -139,8 +140,8 @@ def idle_cpu_pairs(doc: Doc) -> list[Doc]:
                 "region_tlb": _ipis_on(r, cpu, ("TLB",)),
                 "shm_tlb": _ipis_on(shm, cpu, ("TLB",))}
     pairs = [pair(r, by[rep, phase, n, "shm"])
-             for (rep, phase, n, backend), r in sorted(by.items(), key=lambda kv: str(kv[0]))
-             if backend == "region" and (rep, phase, n, "shm") in by]
+             for (rep, phase, n, kind), r in sorted(by.items(), key=lambda kv: str(kv[0]))
+             if kind == backend and (rep, phase, n, "shm") in by]
     # A guest with no CPU beyond the sharers' (cpus2-offline) has no such CPU to judge.
     return [p for p in pairs if p["region"] is not None and p["shm"] is not None]
 
@@ -150,24 +151,15 @@ def idle_cpu_mean(doc: Doc, pairs: list[Doc]) -> str:
     for shared-anonymous memory, which involves no region.  Added after the every-pair
     goal was missed (v9): CAL counts remote wakeups and per-CPU drains whatever the
     backend, so only its mean can show what the region adds."""
-    cpu = pairs[0]["cpu"]
-    mean = stats.judge_difference([p["region"] for p in pairs], [p["shm"] for p in pairs])
-    line = (f"CAL + TLB on CPU {cpu} by the paired mean (judged after the every-pair goal "
-            f"was missed), region - shm: {mean.describe()}")
-    by = {(r["rep"], r["phase"], r["sharers"], r["backend"]): r
-          for r in doc["runs"] if r.get("ok")}
-    anon: list[float] = []
-    shm: list[float] = []
-    for (rep, phase, n, backend), r in sorted(by.items(), key=lambda kv: str(kv[0])):
-        base = by.get((rep, phase, n, "shm"))
-        a = _ipis_on(r, cpu) if backend == "anon" and base is not None else None
-        b = _ipis_on(base, cpu) if a is not None and base is not None else None
-        if a is not None and b is not None:
-            anon.append(a)
-            shm.append(b)
+    def judged(ps: list[Doc]) -> str:
+        return stats.judge_difference([p["region"] for p in ps],
+                                      [p["shm"] for p in ps]).describe()
+
+    line = (f"CAL + TLB on CPU {pairs[0]['cpu']} by the paired mean (judged after the "
+            f"every-pair goal was missed), region - shm: {judged(pairs)}")
+    anon = idle_cpu_pairs(doc, "anon")
     if anon:
-        line += (f"; shared-anonymous - shm, for comparison: "
-                 f"{stats.judge_difference(anon, shm).describe()}")
+        line += f"; shared-anonymous - shm, for comparison: {judged(anon)}"
     return line + "."
 
 
